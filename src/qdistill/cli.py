@@ -1,0 +1,178 @@
+"""The ``qdistill`` command line.
+
+    qdistill data info mnist
+    qdistill teacher train --arch lenet --dataset mnist --classes 0-5
+    qdistill teacher eval --checkpoint ~/.cache/qdistill/teachers/lenet-mnist-0-5-<key>
+
+Every subcommand has ``--help``. A user error prints one line and exits with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import TeacherConfig, load_config, to_dict
+from .errors import QdistillError
+
+
+def _data_options(p: argparse.ArgumentParser, prefix: str = "data.") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", dest=f"{prefix}dataset",
+                   help="mnist | fashion-mnist | cifar10 | digits (default: mnist)")
+    g.add_argument("--classes", dest=f"{prefix}classes",
+                   help="class subset: 0-5, 0-7, 0,3,7 or 'all' (default: 0-5)")
+    g.add_argument("--train-per-class", dest=f"{prefix}train_per_class", type=int,
+                   help="keep the first N training images of each class (paper students: 150)")
+    g.add_argument("--test-per-class", dest=f"{prefix}test_per_class", type=int,
+                   help="keep the first N test images of each class")
+    g.add_argument("--val-fraction", dest=f"{prefix}val_fraction", type=float,
+                   help="fraction of the training split held out for model selection "
+                        "(default 0.1)")
+    g.add_argument("--val-per-class", dest=f"{prefix}val_per_class", type=int,
+                   help="with --train-per-class: validation images per class")
+    g.add_argument("--data-dir", dest=f"{prefix}data_dir",
+                   help="directory of IDX files (or CIFAR-10 python batches); "
+                        "default: $QDISTILL_DATA_DIR, then the built-in sources")
+
+
+def _train_options(p: argparse.ArgumentParser, prefix: str = "train.") -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", dest=f"{prefix}epochs", type=int, help="default 10 (paper)")
+    g.add_argument("--batch-size", dest=f"{prefix}batch_size", type=int,
+                   help="default 128 for teachers (paper)")
+    g.add_argument("--lr", dest=f"{prefix}lr", type=float, help="Adam learning rate (1e-3)")
+    g.add_argument("--seed", dest=f"{prefix}seed", type=int, help="default 0")
+    g.add_argument("--device", dest=f"{prefix}device", help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--deterministic", dest=f"{prefix}deterministic", action="store_const",
+                   const=True, help="torch deterministic algorithms (for CUDA runs)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (yaml.safe_load; unknown keys are errors)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set train.epochs=3 (repeatable)")
+
+
+def _collect_overrides(args: argparse.Namespace) -> list[str]:
+    """Options given on the command line, as dotted overrides (after the YAML file)."""
+    out = []
+    for key, value in vars(args).items():
+        if "." in key and value is not None:
+            if key.endswith(".classes") and value == "all":
+                out.append(f"{key}=")
+            else:
+                out.append(f"{key}={json.dumps(value)}")
+    return out + list(args.set)
+
+
+def _teacher_config(args: argparse.Namespace) -> TeacherConfig:
+    base: dict[str, Any] = {}
+    if args.arch:
+        base["arch"] = args.arch
+    return load_config(TeacherConfig, args.config, _collect_overrides(args), base=base)
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from .data import dataset_info
+    print(json.dumps(dataset_info(args.name, args.data_dir), indent=2, default=str))
+    return 0
+
+
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    from .runs import get_teacher, teacher_dir, train_teacher
+    cfg = _teacher_config(args)
+    print(f"config: {json.dumps(to_dict(cfg))}")
+    if args.out:
+        _, result = train_teacher(cfg, args.out)
+        out, metrics = args.out, result.summary()
+    else:
+        _, meta = get_teacher(cfg)
+        out, metrics = teacher_dir(cfg), meta["metrics"]
+    print(f"teacher {cfg.arch} on {cfg.data.dataset} classes {cfg.data.classes}: "
+          f"test accuracy {100 * metrics['test_acc']:.2f}% at epoch {metrics['best_epoch']} "
+          f"(selected on validation accuracy {100 * metrics['val_acc']:.2f}%)")
+    print(f"checkpoint: {out}")
+    return 0
+
+
+def cmd_teacher_eval(args: argparse.Namespace) -> int:
+    from .config import DataConfig, from_dict
+    from .runs import build_task, load_teacher
+    from .train import evaluate
+    model, meta = load_teacher(args.checkpoint)
+    data = dict(meta["config"]["data"])
+    if args.data_dir:
+        data["data_dir"] = args.data_dir
+    task = build_task(from_dict(DataConfig, data), meta["config"]["train"]["seed"])
+    acc = evaluate(model, task.test.images, task.test.labels)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "arch": meta["arch"],
+                      "dataset": meta["dataset"], "classes": meta["classes"],
+                      "test_images": len(task.test), "test_acc": acc}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qdistill",
+        description="Knowledge distillation from classical CNN teachers to quantum "
+                    "neural network students (arXiv:2311.13810).")
+    parser.add_argument("--version", action="version", version=f"qdistill {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = sub.add_parser("data", help="inspect datasets").add_subparsers(
+        dest="data_command", metavar="SUBCOMMAND", required=True)
+    info = data.add_parser("info", help="shapes, class counts, source and checksum status")
+    info.add_argument("name", help="mnist | fashion-mnist | cifar10 | digits")
+    info.add_argument("--data-dir", help="directory of IDX files / CIFAR-10 batches")
+    info.set_defaults(func=cmd_data_info)
+
+    teacher = sub.add_parser("teacher", help="train or evaluate a classical teacher")
+    tsub = teacher.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND", required=True)
+    ttrain = tsub.add_parser(
+        "train", help="train a teacher (cached by config: a second call loads it)",
+        description="Train LeNet-5, AlexNet, the Ensemble or an MLP on a dataset's class "
+                    "subset. Without --out the teacher goes to the cache and is reused.")
+    ttrain.add_argument("--arch", help="lenet | alexnet | ensemble | mlp (default lenet)")
+    ttrain.add_argument("--out", help="run directory (default: the teacher cache)")
+    _data_options(ttrain)
+    _train_options(ttrain)
+    _common(ttrain)
+    ttrain.set_defaults(func=cmd_teacher_train)
+    teval = tsub.add_parser("eval", help="test accuracy of a trained teacher")
+    teval.add_argument("--checkpoint", required=True, help="teacher run directory")
+    teval.add_argument("--data-dir", help="directory of IDX files / CIFAR-10 batches")
+    teval.set_defaults(func=cmd_teacher_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (QdistillError, _data_error()) as exc:
+        if args.debug:
+            raise
+        print(f"qdistill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qdistill: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _data_error() -> type[Exception]:
+    from .data import DataError
+    return DataError
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""``load_raw`` and ``dataset_info``: one entry point per dataset, memoised per process.
+
+The decoded arrays of each (dataset, data dir, download allowed, cache dir) are kept in a
+small in-process LRU (4 entries: MNIST + Fashion-MNIST + CIFAR-10 + digits is ~400 MB),
+so building several tasks from one dataset decodes it once. Those arrays are marked
+read-only and never handed out: ``load_raw`` returns fresh tensor copies (~30 ms for
+MNIST), so no caller can corrupt what the next caller gets.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cifar import load_cifar10
+from .core import ENV_DATA_DIR, ENV_OFFLINE, DataError, LoadedArrays, RawDataset, cache_dir
+from .core import canonical_name as _canonical
+from .digits import load_digits_arrays
+from .sources import load_idx_dataset
+
+MEMORY_CACHE_SIZE = 4
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> tuple[Path | None, str]:
+    """(directory, where it came from): the argument, else $QDISTILL_DATA_DIR, else None.
+
+    A directory that was named but does not exist is a DataError (a typo should not
+    silently fall through to another source).
+    """
+    if data_dir is not None and str(data_dir) != "":
+        path, origin = Path(data_dir).expanduser(), "data_dir argument"
+    elif os.environ.get(ENV_DATA_DIR):
+        path, origin = Path(os.environ[ENV_DATA_DIR]).expanduser(), f"${ENV_DATA_DIR}"
+    else:
+        return None, f"no data_dir argument and ${ENV_DATA_DIR} not set"
+    if not path.is_dir():
+        raise DataError(f"data directory {path} ({origin}) does not exist or is not a "
+                        "directory; fix the path")
+    return path.resolve(), origin
+
+
+def download_allowed(download: bool | None) -> bool:
+    """``download`` if given, else True unless $QDISTILL_OFFLINE is "1"."""
+    if download is not None:
+        return bool(download)
+    return os.environ.get(ENV_OFFLINE, "") != "1"
+
+
+def load_arrays(
+    name: str, data_dir: str | Path | None = None, download: bool | None = None
+) -> LoadedArrays:
+    """Internal: the memoised, read-only numpy arrays of a dataset (do not modify)."""
+    key = _canonical(name)
+    directory, origin = resolve_data_dir(data_dir)
+    return _load_cached(key, directory, origin, download_allowed(download), str(cache_dir()))
+
+
+@functools.lru_cache(maxsize=MEMORY_CACHE_SIZE)
+def _load_cached(
+    name: str, directory: Path | None, origin: str, allow_download: bool, cache_root: str
+) -> LoadedArrays:
+    # cache_root is part of the key only: a changed $QDISTILL_CACHE_DIR must not reuse.
+    del cache_root
+    if name == "digits":
+        loaded = load_digits_arrays()
+    elif name == "cifar10":
+        loaded = load_cifar10(directory, origin)
+    else:
+        loaded = load_idx_dataset(name, directory, origin, allow_download)
+    for key, array in loaded.arrays.items():
+        array = np.ascontiguousarray(array)
+        array.flags.writeable = False
+        loaded.arrays[key] = array
+    return loaded
+
+
+def clear_memory_cache() -> None:
+    """Forget the per-process decoded datasets (tests; or after changing files on disk)."""
+    _load_cached.cache_clear()
+
+
+def load_raw(
+    name: str, data_dir: str | Path | None = None, *, download: bool | None = None
+) -> RawDataset:
+    """A whole dataset with its original labels; tensors are the caller's own copies.
+
+    ``data_dir`` (else $QDISTILL_DATA_DIR) is tried first; see ``qdistill.data.sources``
+    for the lookup order of MNIST / Fashion-MNIST. ``download``: None = allowed unless
+    $QDISTILL_OFFLINE=1.
+    """
+    loaded = load_arrays(name, data_dir, download)
+    a = loaded.arrays
+    return RawDataset(
+        name=loaded.name,
+        train_images=torch.from_numpy(a["train_images"].copy()),
+        train_labels=torch.from_numpy(a["train_labels"].astype(np.int64)),
+        test_images=torch.from_numpy(a["test_images"].copy()),
+        test_labels=torch.from_numpy(a["test_labels"].astype(np.int64)),
+        class_names=list(loaded.class_names),
+        source=loaded.source,
+        checksums=dict(loaded.checksums),
+        sources_tried=[dict(t) for t in loaded.sources_tried],
+    )
+
+
+def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """What ``qdistill data info NAME`` prints: JSON-able, never raises for a missing set.
+
+    Keys: dataset, available, source, sources_tried (in lookup order, with status),
+    checksums, class_names, shapes, train/test counts per class; or, when unavailable,
+    ``error`` with the one-line reason.
+    """
+    key = _canonical(name)
+    try:
+        loaded = load_arrays(key, data_dir)
+    except DataError as exc:
+        return {"dataset": key, "available": False, "error": str(exc),
+                "sources_tried": exc.sources_tried}
+    a = loaded.arrays
+    k = len(loaded.class_names)
+    return {
+        "dataset": key,
+        "available": True,
+        "source": loaded.source,
+        "sources_tried": [dict(t) for t in loaded.sources_tried],
+        "checksums": dict(loaded.checksums),
+        "class_names": list(loaded.class_names),
+        "image_shape": list(a["train_images"].shape[1:]),
+        "train_size": int(len(a["train_labels"])),
+        "test_size": int(len(a["test_labels"])),
+        "train_class_counts": np.bincount(a["train_labels"], minlength=k).tolist(),
+        "test_class_counts": np.bincount(a["test_labels"], minlength=k).tolist(),
+        "cache_dir": str(cache_dir()),
+    }

@@ -1,0 +1,303 @@
+"""One training loop for every model: teachers now, quantum students later.
+
+    result = fit(model, task.train, task.val, task.test, TrainConfig(epochs=10),
+                 out_dir="runs/lenet")
+
+What it guarantees:
+- Model selection on the validation split only: the weights kept are those of the
+  epoch with the best validation accuracy (earliest on ties; the last epoch if the
+  validation split is empty). They are a *copy* taken at that epoch, not a reference to
+  the live weights. Test accuracy is measured every epoch for the record (and for the
+  paper's "best test accuracy over epochs", reported separately and labelled as such),
+  never for selection.
+- Same seed, same numbers on CPU: python/numpy/torch are seeded, and the data order of
+  epoch e is drawn from its own generator seeded with (seed, e), so it does not depend
+  on anything that ran before.
+- Resumable: with ``out_dir`` set, the end of every epoch atomically writes
+  ``last.safetensors``/``last.json`` (model, optimiser, torch RNG, best weights so far,
+  history). Calling ``fit`` again with the same run resumes after the last complete
+  epoch and ends with the numbers an uninterrupted run gives.
+- A NaN/Inf training loss stops the run with a clear error; the checkpoint of the last
+  good epoch stays on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import TrainConfig, to_dict
+from .errors import CheckpointError, QdistillError
+
+# loss_fn(logits, labels, soft_targets_or_None) -> scalar loss
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, _soft: Any = None) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; asking for CUDA without it is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise QdistillError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise QdistillError(f"device {spec!r} asked for, but this PyTorch sees no CUDA GPU")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1] (the paper's ToTensor); floats pass through."""
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """Logits for all ``images`` (uint8 or float), in eval mode, on ``device``."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outs = [model(as_float(images[i:i + batch_size].to(device)))
+            for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    if not outs:
+        return torch.empty(0, 0, device=device)
+    return torch.cat(outs)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 1024) -> float:
+    """Accuracy in [0, 1] (NaN for an empty set)."""
+    if len(labels) == 0:
+        return float("nan")
+    logits = predict_logits(model, images, batch_size)
+    return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int  # 1-based; selected on validation accuracy
+    val_acc: float  # at best_epoch
+    test_acc: float  # at best_epoch: the number to report
+    paper_best_test_acc: float  # max test acc over epochs: the paper's (biased) metric
+    out_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "best_epoch": self.best_epoch, "val_acc": self.val_acc, "test_acc": self.test_acc,
+            "paper_best_test_acc_over_epochs": self.paper_best_test_acc,
+            "epochs_run": len(self.history),
+        }
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    for key, v in meta["scalars"].items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in tensors.items()}
+
+
+def _strip(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def fit(
+    model: nn.Module,
+    train: Any,
+    val: Any,
+    test: Any | None,
+    cfg: TrainConfig,
+    *,
+    loss_fn: LossFn = cross_entropy,
+    soft_targets: torch.Tensor | None = None,
+    out_dir: str | Path | None = None,
+    run_meta: dict[str, Any] | None = None,
+    desc: str = "train",
+    log: Callable[[str], None] | None = print,
+) -> FitResult:
+    """Train ``model`` on ``train`` (an ImageSet: uint8 ``images``, int64 ``labels``).
+
+    ``soft_targets`` (N_train, K), when given, are handed to ``loss_fn`` batch by batch
+    in the same order as the images (distillation passes cached teacher logits here).
+    ``run_meta`` identifies the run (what it trains, on what); resuming into an
+    ``out_dir`` that holds another run is refused. ``fit`` seeds everything from
+    ``cfg.seed`` before training; seed before *building* the model too
+    (``seed_everything``) so that its initial weights are reproducible.
+    """
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed, cfg.deterministic)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run_meta = dict(run_meta or {}, train=to_dict(cfg))
+    run_id = json.loads(json.dumps(run_meta, sort_keys=True, default=str))
+
+    x_train, y_train = train.images.to(device), train.labels.to(device)
+    if len(y_train) == 0:
+        raise QdistillError("the training split is empty")
+    soft = soft_targets.to(device) if soft_targets is not None else None
+    if soft is not None and len(soft) != len(y_train):
+        raise QdistillError(f"{len(soft)} soft targets for {len(y_train)} training images")
+
+    history: list[dict[str, float]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch, best_val = 0, -math.inf
+    out = Path(out_dir) if out_dir is not None else None
+    start_epoch = 1
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        last = out / "last"
+        if checkpoint.exists(last):
+            tensors, meta = checkpoint.load(last)
+            if meta.get("run") != run_id:
+                raise CheckpointError(
+                    f"{out} holds a checkpoint of a different run; choose another output "
+                    "directory or delete it"
+                )
+            checkpoint.load_into(model, _strip("model.", tensors), str(last))
+            opt.load_state_dict(_unflatten_optimizer(tensors, meta["optim"]))
+            torch.set_rng_state(tensors["rng.torch"])
+            best_state = _strip("best.", tensors)
+            history, best_epoch, best_val = meta["history"], meta["best_epoch"], meta["best_val"]
+            start_epoch = meta["epoch"] + 1
+            if log and start_epoch <= cfg.epochs:
+                log(f"{desc}: resuming {out} after epoch {meta['epoch']}")
+        checkpoint.atomic_write_json(out / "config.json", run_id)
+
+    steps = math.ceil(len(y_train) / cfg.batch_size)
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = _epoch_order(len(y_train), cfg.seed, epoch).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        bar = tqdm(range(steps), desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False,
+                   disable=None, mininterval=1.0)
+        for s in bar:
+            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            x, y = as_float(x_train[idx]), y_train[idx]
+            logits = model(x)
+            loss = loss_fn(logits, y, soft[idx] if soft is not None else None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # Accumulate on the device: no host sync per step.
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        train_loss = loss_sum.item() / len(y_train)
+        if not math.isfinite(train_loss):
+            where = f"; the checkpoint of epoch {epoch - 1} is kept in {out}" if out else ""
+            raise QdistillError(
+                f"{desc}: training loss became {train_loss} in epoch {epoch}{where}; "
+                "lower the learning rate or check the inputs"
+            )
+        val_acc = evaluate(model, val.images, val.labels, cfg.eval_batch_size)
+        test_acc = (evaluate(model, test.images, test.labels, cfg.eval_batch_size)
+                    if test is not None else float("nan"))
+        record = {
+            "epoch": epoch, "train_loss": train_loss,
+            "train_acc": correct.item() / len(y_train),
+            "val_acc": val_acc, "test_acc": test_acc,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        history.append(record)
+        # Empty validation split (val_acc NaN): the last epoch is selected.
+        score = val_acc if not math.isnan(val_acc) else float(epoch)
+        if score > best_val:
+            best_val, best_epoch = score, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if log:
+            log(f"{desc} epoch {epoch}/{cfg.epochs}: loss {train_loss:.4f} "
+                f"train {record['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
+                f"({record['seconds']:.1f}s)")
+        if out is not None:
+            _write_epoch(out, model, opt, best_state, history, epoch, best_epoch, best_val,
+                         run_id)
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    best = history[best_epoch - 1]
+    result = FitResult(
+        history=history, best_epoch=best_epoch, val_acc=best["val_acc"],
+        test_acc=best["test_acc"],
+        paper_best_test_acc=max(h["test_acc"] for h in history),
+        out_dir=str(out) if out else None,
+    )
+    if out is not None:
+        checkpoint.save(out / "best", model.state_dict(),
+                        dict(run_meta, metrics=result.summary()))
+        checkpoint.atomic_write_json(out / "result.json", dict(result.summary(),
+                                                               history=history))
+    return result
+
+
+def _write_epoch(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                 best_state: dict[str, torch.Tensor] | None, history: list[dict[str, float]],
+                 epoch: int, best_epoch: int, best_val: float, run_id: Any) -> None:
+    opt_tensors, opt_meta = _flatten_optimizer(opt)
+    tensors = {
+        **_prefixed("model.", model.state_dict()),
+        **_prefixed("best.", best_state or {}),
+        **opt_tensors,
+        "rng.torch": torch.get_rng_state(),
+    }
+    lines = "".join(json.dumps(h) + "\n" for h in history)
+    checkpoint.atomic_write_bytes(out / "metrics.jsonl", lines.encode())
+    checkpoint.save(out / "last", tensors, {
+        "run": run_id, "epoch": epoch, "history": history, "best_epoch": best_epoch,
+        "best_val": best_val, "optim": opt_meta,
+    })
