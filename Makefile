@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/qdistill teacher train --arch lenet --dataset mnist --classes 0-5 --epochs 2 \
-		--out runs/demo-lenet-mnist-0-5
+	$(BIN)/qdistill reproduce paper-v1 --quick
 
 test: setup
 	$(BIN)/python -m pytest -q

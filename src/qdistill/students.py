@@ -1,0 +1,317 @@
+"""Quantum students: classical images in, class logits ``(B, K)`` out.
+
+    student = build_student(StudentConfig(name="paper-v1", qubits=3), num_classes=6,
+                            image_shape=(1, 28, 28))
+    logits = student(images)          # (B, 6); float images in [0, 1]
+
+Conventions every student follows:
+- ``forward`` returns *class logits* ``(B, K)``, so cross-entropy and the KD loss apply
+  unchanged. Students whose circuit has more outputs than classes document which
+  outputs are the classes (``class_outputs``); nothing is sliced silently.
+- Trainable parameters of the quantum circuit live under the ``quantum`` sub-module;
+  everything else is classical. :func:`parameter_split` counts them that way.
+- Basis state ``|j>`` reads wire 0 as its most significant bit (PennyLane's order).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import StudentConfig
+from .errors import QdistillError, unknown_name
+from .quantum.gates import ry_matrix
+from .quantum.layer import build_quantum_layer
+from .quantum.measure import Probs
+from .quantum.memory import check_statevector_memory
+from .quantum.state import product_state
+
+V1_HEADS = ("logprob", "paper")
+# Probability floor of the logprob head: logits = log(p + 0.01). Without it,
+# d log p / d theta is unbounded as a class state's p -> 0, and batch-1 training blew up:
+# MNIST 0-5, 3 qubits, 3 epochs, test acc with floor 1e-10 / 1e-3 / 1e-2: no teacher
+# 0.89 0.91 0.77 / 0.86 0.88 0.93 / 0.84 0.89 0.95; LeNet KD 0.13 0.16 0.17 (collapsed)
+# / 0.75 0.92 0.93 / 0.85 0.90 0.93.
+_EPS = 1e-2
+
+
+def parameter_split(model: nn.Module) -> dict[str, int]:
+    """{"classical": n, "quantum": m}: parameters under ``model.quantum`` are quantum."""
+    out = {"classical": 0, "quantum": 0}
+    for name, p in model.named_parameters():
+        out["quantum" if name.startswith("quantum.") else "classical"] += p.numel()
+    return out
+
+
+def _check_qubits(qubits: int, num_classes: int, what: str) -> None:
+    need = max(1, math.ceil(math.log2(num_classes)))
+    if qubits < need:
+        raise QdistillError(
+            f"{what}: {qubits} qubits give {2 ** qubits} basis states, fewer than the "
+            f"{num_classes} classes; use at least {need} qubits")
+
+
+def _check_memory(qubits: int) -> None:
+    """Refuse, before allocating, a circuit whose statevector cannot fit in memory."""
+    try:
+        check_statevector_memory(qubits, 1)
+    except ValueError as exc:
+        raise QdistillError(str(exc)) from None
+
+
+class V1FrontEnd(nn.Module):
+    """The paper's classical front end: Conv(C->10,k5) MaxPool2 ReLU, Conv(10->20,k5)
+    Dropout2d MaxPool2 ReLU, FC ->50 ReLU, Dropout, FC 50->n; output pi * tanh(.)
+    (angles in (-pi, pi)). 21,483 parameters at 1x28x28 with n = 3."""
+
+    def __init__(self, image_shape: tuple[int, int, int], n_out: int):
+        super().__init__()
+        c, h, w = image_shape
+        hs = [((s - 4) // 2 - 4) // 2 for s in (h, w)]
+        if min(hs) < 1:
+            raise QdistillError(f"the paper-v1 front end needs images of at least 16x16, "
+                                f"got {h}x{w}")
+        self.net = nn.Sequential(
+            nn.Conv2d(c, 10, 5), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(10, 20, 5), nn.Dropout2d(), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Flatten(), nn.Linear(20 * hs[0] * hs[1], 50), nn.ReLU(), nn.Dropout(),
+            nn.Linear(50, n_out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return math.pi * torch.tanh(self.net(x))
+
+
+class V1Circuit(nn.Module):
+    """H then RY(theta_k) on every qubit k, measured in the computational basis.
+
+    No trainable parameter and no entanglement (as in the paper), so the state is the
+    product of ``RY(theta_k) H |0>`` and is built in closed form; exactly, the bits are
+    independent with ``P(bit k = 1) = (1 + sin theta_k) / 2``. With ``shots`` the
+    probabilities are sampled frequencies with a straight-through gradient (see
+    ``quantum.measure``).
+    """
+
+    def __init__(self, qubits: int, shots: int | None = None):
+        super().__init__()
+        self.qubits = qubits
+        self.measure = Probs(shots=shots)
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        dtype = torch.complex64 if theta.dtype != torch.float64 else torch.complex128
+        plus = torch.full((2,), 1 / math.sqrt(2), dtype=dtype, device=theta.device)  # H|0>
+        vectors = ry_matrix(theta) @ plus  # (B, n, 2)
+        return self.measure(product_state(vectors))
+
+
+class PaperV1Student(nn.Module):
+    """The paper's v1 student: CNN front end -> n angles -> V1Circuit -> 2^n
+    basis-state probabilities; class j is basis state ``|j>`` (j < K).
+
+    Heads (``head``):
+    - ``logprob`` (default): logits_j = log(p_j + 0.01) for the K class states (the
+      floor keeps gradients bounded; see ``_EPS``). Cross-entropy is then close to
+      -log P(measured |y> | a class state was measured); the argmax is the paper's
+      argmax over basis states restricted to the class states.
+    - ``paper``: the notebooks' sigmoid(p) head. The notebooks fed
+      ``cat(sigmoid(p), 1 - sigmoid(p))`` (2^(n+1) entries) to cross-entropy and
+      matched its first K entries to the teacher; here the logits are its first K
+      entries, sigmoid(p_j), so CE and KD both see the same K class outputs.
+    """
+
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int], qubits: int = 3,
+                 shots: int | None = None, head: str = "logprob"):
+        super().__init__()
+        _check_qubits(qubits, num_classes, "paper-v1 student")
+        if head not in V1_HEADS:
+            raise unknown_name("paper-v1 head", head, V1_HEADS)
+        self.num_classes, self.head = num_classes, head
+        self.class_outputs = list(range(num_classes))  # basis states |0>..|K-1>
+        self.front = V1FrontEnd(image_shape, qubits)
+        self.circuit = V1Circuit(qubits, shots)
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """All 2^n basis-state probabilities (B, 2^n)."""
+        return self.circuit(self.front(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.probabilities(x)[:, self.class_outputs]
+        if self.head == "paper":
+            return torch.sigmoid(p)
+        return torch.log(p + _EPS)
+
+
+REDUCTIONS = ("fc", "crop", "pca", "avgpool", "maxpool")
+ENCODINGS = ("amplitude", "angle", "dense")
+# Our short names -> the simulator's ansatz names.
+ANSATZE = {"hea": "hardware_efficient", "strong": "strongly_entangling", "qcnn": "qcnn",
+           "paper-v2": "paper_v2"}
+READOUTS = ("probs", "z")
+
+
+def n_features(encoding: str, qubits: int) -> int:
+    """Features an encoding takes: 2^Q (amplitude), Q (angle), 2Q (dense)."""
+    return {"amplitude": 2 ** qubits, "angle": qubits, "dense": 2 * qubits}[encoding]
+
+
+class Reduction(nn.Module):
+    """Image (B, C, H, W) -> (B, F) features.
+
+    - ``fc``: trainable Linear(C*H*W -> F) (classical parameters; the paper's best).
+    - ``crop``: the centre s x s pixels, s = ceil(sqrt(F)), first F in row order.
+    - ``pca``: the top-F principal components, fitted on the training split only
+      (``fit``); buffers, so they travel with ``state_dict``.
+    - ``avgpool`` / ``maxpool``: adaptive pooling to s x s, first F values.
+    Fixed reductions average colour channels first. Fixed features get +1e-6 so an
+    all-black region still defines an amplitude-encoded state.
+    """
+
+    def __init__(self, kind: str, image_shape: tuple[int, int, int], features: int):
+        super().__init__()
+        if kind not in REDUCTIONS:
+            raise unknown_name("reduction", kind, REDUCTIONS)
+        c, h, w = image_shape
+        self.kind, self.features = kind, features
+        self.side = math.ceil(math.sqrt(features))
+        if kind in ("crop", "avgpool", "maxpool") and self.side > min(h, w):
+            raise QdistillError(f"{kind} reduction: {features} features need a "
+                                f"{self.side}x{self.side} region, images are {h}x{w}")
+        if kind == "fc":
+            self.fc = nn.Linear(c * h * w, features)
+        if kind == "pca":
+            if features > c * h * w:
+                raise QdistillError(f"pca reduction: {features} components > {c * h * w} "
+                                    "pixels")
+            self.register_buffer("mean", torch.zeros(c * h * w))
+            self.register_buffer("components", torch.zeros(features, c * h * w))
+            self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor) -> None:
+        """PCA on the training images (float, (N, C, H, W)); other kinds: nothing."""
+        if self.kind != "pca":
+            return
+        x = images.flatten(1).double()
+        mean = x.mean(0)
+        # Top right-singular vectors of the centred data = principal axes.
+        _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
+        self.mean.copy_(mean.float())
+        self.components.copy_(vh[: self.features].float())
+        self.fitted.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "fc":
+            return self.fc(x.flatten(1))
+        if self.kind == "pca":
+            if not bool(self.fitted):
+                raise QdistillError("pca reduction used before fit(train_images)")
+            return (x.flatten(1) - self.mean) @ self.components.T
+        g = x.mean(1, keepdim=True)  # grey
+        s = self.side
+        if self.kind == "crop":
+            h, w = g.shape[-2:]
+            top, left = (h - s) // 2, (w - s) // 2
+            g = g[..., top:top + s, left:left + s]
+        elif self.kind == "avgpool":
+            g = nn.functional.adaptive_avg_pool2d(g, s)
+        else:
+            g = nn.functional.adaptive_max_pool2d(g, s)
+        return g.flatten(1)[:, : self.features] + 1e-6
+
+
+class PaperV2Student(nn.Module):
+    """The paper's v2 student: reduction -> encoding -> the v2 rotation block -> <Z> of
+    every qubit -> Linear(Q -> K) -> logits. Q = 4 or 8 in the paper (any Q that fits).
+    Angle/dense encodings of fixed (pixel-valued) features use angles pi * x."""
+
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int], qubits: int = 8,
+                 reduction: str = "fc", encoding: str = "amplitude",
+                 shots: int | None = None):
+        super().__init__()
+        if encoding not in ENCODINGS:
+            raise unknown_name("encoding", encoding, ENCODINGS)
+        _check_memory(qubits)
+        self.scale = math.pi if encoding != "amplitude" and reduction != "fc" else 1.0
+        self.reduce = Reduction(reduction, image_shape, n_features(encoding, qubits))
+        self.quantum = build_quantum_layer(qubits, encoding=encoding, ansatz="paper_v2",
+                                           measurement="expval", shots=shots)
+        self.head = nn.Linear(qubits, num_classes)
+
+    def fit_preprocessing(self, images: torch.Tensor) -> None:
+        self.reduce.fit(images)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.quantum(self.scale * self.reduce(x)))
+
+
+class QuantumStudent(nn.Module):
+    """A fully quantum student: a fixed reduction (crop/pca/avgpool/maxpool, nothing
+    trainable) -> encoding -> L layers of an entangling ansatz -> class scores.
+
+    Every trainable parameter is in the circuit except one scalar: ``readout="probs"``
+    gives logits log(p_j + 0.01) of basis states |0>..|K-1> (needs 2^Q >= K; nothing
+    classical is trained); ``readout="z"`` gives logits ``scale * <Z_j>`` of the first K
+    qubits (needs Q >= K), with ``scale`` the one trainable classical parameter (<Z> is in
+    [-1, 1], too flat for softmax without it).
+    """
+
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int], qubits: int = 8,
+                 reduction: str = "avgpool", encoding: str = "amplitude", ansatz: str = "hea",
+                 layers: int = 4, readout: str = "probs", shots: int | None = None):
+        super().__init__()
+        if reduction == "fc":
+            raise QdistillError("the fully quantum student takes a fixed reduction "
+                                "(crop, pca, avgpool, maxpool); fc is trainable")
+        for kind, name, valid in (("encoding", encoding, ENCODINGS), ("ansatz", ansatz, ANSATZE),
+                                  ("readout", readout, READOUTS)):
+            if name not in valid:
+                raise unknown_name(kind, name, valid)
+        if readout == "probs":
+            _check_qubits(qubits, num_classes, "quantum student (probs readout)")
+        elif qubits < num_classes:
+            raise QdistillError(f"quantum student (z readout): {num_classes} classes need "
+                                f"at least {num_classes} qubits, got {qubits}")
+        _check_memory(qubits)
+        self.readout, self.num_classes = readout, num_classes
+        self.scale_in = math.pi if encoding != "amplitude" else 1.0
+        self.reduce = Reduction(reduction, image_shape, n_features(encoding, qubits))
+        # QCNN: pool down to the wires read out (log2 K for probs, K for z).
+        n_read = (max(1, math.ceil(math.log2(num_classes))) if readout == "probs"
+                  else num_classes)
+        self.quantum = build_quantum_layer(
+            qubits, encoding=encoding, ansatz=ANSATZE[ansatz],
+            n_layers=n_read if ansatz == "qcnn" else layers,
+            measurement="probs" if readout == "probs" else "expval", shots=shots)
+        self.class_outputs = list(range(num_classes))
+        if readout == "z":
+            self.scale = nn.Parameter(torch.tensor(5.0))
+
+    def fit_preprocessing(self, images: torch.Tensor) -> None:
+        self.reduce.fit(images)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.quantum(self.scale_in * self.reduce(x))[:, self.class_outputs]
+        if self.readout == "probs":
+            return torch.log(out + _EPS)
+        return self.scale * out
+
+
+STUDENTS = ("paper-v1", "paper-v2", "quantum")
+
+
+def build_student(cfg: StudentConfig, num_classes: int,
+                  image_shape: tuple[int, int, int]) -> nn.Module:
+    """The student ``cfg.name`` for a task of ``num_classes`` classes of ``image_shape``."""
+    shape = tuple(image_shape)
+    if cfg.name == "paper-v1":
+        return PaperV1Student(num_classes, shape, cfg.qubits, cfg.shots, cfg.head)
+    if cfg.name == "paper-v2":
+        return PaperV2Student(num_classes, shape, cfg.qubits, cfg.reduction, cfg.encoding,
+                              cfg.shots)
+    if cfg.name == "quantum":
+        reduction = "avgpool" if cfg.reduction == "fc" else cfg.reduction
+        return QuantumStudent(num_classes, shape, cfg.qubits, reduction, cfg.encoding,
+                              cfg.ansatz, cfg.layers, cfg.readout, cfg.shots)
+    raise unknown_name("student", cfg.name, STUDENTS)

@@ -1,0 +1,60 @@
+"""Distillation runs end to end on real MNIST: baseline and KD differ in the loss only."""
+
+import json
+
+import pytest
+
+from qdistill.cli import main
+from qdistill.config import DistillConfig, load_config
+from qdistill.errors import QdistillError
+from qdistill.student_runs import run_distill
+
+SMALL = ["data.train_per_class=20", "data.test_per_class=20", "data.val_per_class=5",
+         "train.epochs=2", "train.device=cpu", "kd.teacher_epochs=1"]
+
+
+def _history(result):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
+
+
+def test_kd_with_alpha_zero_is_exactly_the_baseline():
+    base = load_config(DistillConfig, None, [*SMALL, "kd.teacher=none"])
+    kd0 = load_config(DistillConfig, None, [*SMALL, "kd.teacher=mlp", "kd.alpha=0.0"])
+    _, r_base, _ = run_distill(base, None, log=None)
+    _, r_kd0, meta = run_distill(kd0, None, log=None)
+    # Same images, same initial weights, same order: only the loss differs, and with
+    # alpha = 0 the Hinton loss is exactly CE.
+    assert _history(r_base) == _history(r_kd0)
+    assert meta["teacher"]["arch"] == "mlp"
+    kd = load_config(DistillConfig, None, [*SMALL, "kd.teacher=mlp"])
+    _, r_kd, _ = run_distill(kd, None, log=None)
+    assert _history(r_kd) != _history(r_base)
+
+
+def test_teacher_of_other_classes_is_refused(tmp_path):
+    assert main(["teacher", "train", "--arch", "mlp", "--dataset", "mnist", "--classes",
+                 "0-2", "--epochs", "1", "--out", str(tmp_path / "t")]) == 0
+    cfg = load_config(DistillConfig, None, [*SMALL, f"kd.teacher={tmp_path / 't'}"])
+    with pytest.raises(QdistillError, match=r"classes=\[0, 1, 2\] but the student's task"):
+        run_distill(cfg, None, log=None)
+
+
+def test_distill_cli_writes_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["distill", "--teacher", "mlp", "--teacher-epochs", "1", "--train-per-class", "20",
+            "--test-per-class", "20", "--val-per-class", "5", "--epochs", "1", "--device",
+            "cpu", "--out", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "21,483 classical + 0 quantum parameters" in text
+    assert (out / "best.safetensors").is_file()
+    meta = json.loads((out / "best.json").read_text())
+    assert meta["kind"] == "student" and meta["classes"] == [0, 1, 2, 3, 4, 5]
+    assert meta["config"]["kd"]["temperature"] == 3.0
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+
+
+def test_bad_kd_settings_are_one_line_errors(capsys):
+    assert main(["distill", "--alpha", "2", "--teacher", "mlp", "--epochs", "1"]) == 2
+    assert "alpha must be in [0, 1]" in capsys.readouterr().err
