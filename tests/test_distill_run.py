@@ -58,3 +58,21 @@ def test_distill_cli_writes_run(tmp_path, capsys):
 def test_bad_kd_settings_are_one_line_errors(capsys):
     assert main(["distill", "--alpha", "2", "--teacher", "mlp", "--epochs", "1"]) == 2
     assert "alpha must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_load_student_round_trip(tmp_path):
+    import torch
+
+    from qdistill.data import make_task
+    from qdistill.student_runs import load_student
+
+    cfg = load_config(DistillConfig, None, [*SMALL, "kd.teacher=none", "train.epochs=1"])
+    student, _, _ = run_distill(cfg, tmp_path / "s", log=None)
+    loaded, meta = load_student(tmp_path / "s")
+    x = make_task("mnist", "0-5", test_per_class=3).test.float_images()
+    assert torch.equal(loaded(x), student.eval()(x))
+    assert meta["parameters"] == {"classical": 21_483, "quantum": 0}
+    assert main(["teacher", "train", "--arch", "mlp", "--dataset", "digits", "--epochs", "1",
+                 "--out", str(tmp_path / "t")]) == 0
+    with pytest.raises(QdistillError, match="not a student checkpoint"):
+        load_student(tmp_path / "t")

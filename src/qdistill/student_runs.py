@@ -102,3 +102,24 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
                      soft_targets=soft, out_dir=out_dir, run_meta=meta,
                      desc=f"student {cfg.student.name} (teacher {teacher_name})", log=log)
     return student, result, meta
+
+
+def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a trained student from its run directory (or ``.../best`` stem), in eval mode.
+
+    The architecture is rebuilt from the checkpoint's own metadata, and the weights must
+    fit it exactly (PCA components and other buffers included).
+    """
+    from . import checkpoint
+    from .config import StudentConfig, from_dict
+
+    p = Path(path)
+    stem = p / "best" if p.is_dir() else p
+    tensors, meta = checkpoint.load(stem)
+    if meta.get("kind") != "student":
+        raise QdistillError(f"{stem} is not a student checkpoint (kind={meta.get('kind')!r})")
+    cfg = from_dict(StudentConfig, meta["student"])
+    model = build_student(cfg, meta["num_classes"], tuple(meta["image_shape"]))
+    checkpoint.load_into(model, tensors, str(stem))
+    model.eval()
+    return model, meta
