@@ -76,3 +76,16 @@ def test_load_student_round_trip(tmp_path):
                  "--out", str(tmp_path / "t")]) == 0
     with pytest.raises(QdistillError, match="not a student checkpoint"):
         load_student(tmp_path / "t")
+
+
+def test_user_module_as_teacher():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    mine = nn.Sequential(nn.Flatten(), nn.Linear(784, 6))
+    cfg = load_config(DistillConfig, None, [*SMALL, "train.epochs=1"])
+    _, res, meta = run_distill(cfg, None, log=None, teacher=mine)
+    assert meta["teacher"]["arch"] == "user:Sequential" and res.history
+    with pytest.raises(QdistillError, match=r"shape \(batch, 6\)"):
+        run_distill(cfg, None, log=None, teacher=nn.Sequential(nn.Flatten(), nn.Linear(784, 4)))

@@ -11,6 +11,7 @@ baseline differs from the distilled run in the loss alone.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from .distill import KDLoss, teacher_logits
 from .errors import QdistillError
 from .runs import build_task, get_teacher, load_teacher
 from .students import build_student, parameter_split
-from .teachers import TEACHERS
+from .teachers import TEACHERS, check_teacher
 from .train import FitResult, cpu_threads, cross_entropy, fit, resolve_device, seed_everything
 
 
@@ -65,13 +66,36 @@ def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
     return teacher, meta
 
 
-def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any = print
+def user_teacher_meta(teacher: nn.Module, task: Task) -> dict[str, Any]:
+    """Metadata for a user's own teacher module (checked against the task first); the
+    weights hash keys its cached logits."""
+    check_teacher(teacher, task.image_shape, task.num_classes)
+    h = hashlib.sha256()
+    for k, v in sorted(teacher.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return {"arch": f"user:{type(teacher).__name__}", "weights_sha256": h.hexdigest(),
+            "dataset": task.dataset, "classes": list(task.classes)}
+
+
+def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any = print,
+                teacher: nn.Module | None = None
                 ) -> tuple[nn.Module, FitResult, dict[str, Any]]:
-    """Train the student ``cfg`` describes; returns (student, result, run metadata)."""
+    """Train the student ``cfg`` describes; returns (student, result, run metadata).
+
+    ``teacher``: your own trained ``nn.Module`` (images (B, C, H, W) in [0, 1] -> logits
+    (B, K) over the task's classes, in the task's class order); it replaces
+    ``cfg.kd.teacher``::
+
+        student, result, meta = run_distill(cfg, "runs/mine", teacher=my_cnn)
+    """
     # Check the KD settings before any slow work (a teacher may need training).
     kd = KDLoss(cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant)
     task = build_task(cfg.data, cfg.train.seed)
-    teacher, tmeta = resolve_teacher(cfg, task, log=log)
+    if teacher is not None:
+        tmeta: dict[str, Any] | None = user_teacher_meta(teacher, task)
+    else:
+        teacher, tmeta = resolve_teacher(cfg, task, log=log)
     soft = None
     loss_fn: Any = cross_entropy
     if teacher is not None:
@@ -91,7 +115,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
         "teacher": None if tmeta is None else {
             "arch": tmeta["arch"], "weights_sha256": tmeta["weights_sha256"],
             "test_acc": tmeta.get("metrics", {}).get("test_acc"),
-            "epochs": tmeta["config"]["train"]["epochs"],
+            "epochs": tmeta.get("config", {}).get("train", {}).get("epochs"),
         },
     }
     teacher_name = "none" if teacher is None else tmeta["arch"]

@@ -22,7 +22,7 @@ from torch import nn
 
 from .config import StudentConfig
 from .errors import QdistillError, unknown_name
-from .quantum.gates import ry_matrix
+from .quantum.gates import Op, ry_matrix
 from .quantum.layer import build_quantum_layer
 from .quantum.measure import Probs
 from .quantum.memory import check_statevector_memory
@@ -104,6 +104,19 @@ class V1Circuit(nn.Module):
         plus = torch.full((2,), 1 / math.sqrt(2), dtype=dtype, device=theta.device)  # H|0>
         vectors = ry_matrix(theta) @ plus  # (B, n, 2)
         return self.measure(product_state(vectors))
+
+    def ops(self, theta_row: torch.Tensor) -> list[Op]:
+        """The gates of one sample, ``theta_row (n,)``: H then RY(theta_k) on every qubit k.
+
+        ``forward`` builds the same state in closed form; this list is what an export
+        (e.g. OpenQASM 3) needs to run the circuit elsewhere.
+        """
+        theta = [float(t) for t in theta_row.detach().reshape(-1).cpu().tolist()]
+        if len(theta) != self.qubits:
+            raise ValueError(f"V1Circuit on {self.qubits} qubits takes {self.qubits} angles, "
+                             f"got {len(theta)}")
+        return ([Op("h", (k,)) for k in range(self.qubits)]
+                + [Op("ry", (k,), t) for k, t in enumerate(theta)])
 
 
 class PaperV1Student(nn.Module):
