@@ -54,3 +54,62 @@ def test_lock_refuses_second_process_and_takes_over_stale(tmp_path):
     with DirLock(tmp_path):
         assert (tmp_path / ".lock").read_text() == str(os.getpid())
     assert not (tmp_path / ".lock").exists()
+
+
+def _tiny_grid(opt):
+    """Digits, a 4-qubit fully quantum student, no teacher vs an MLP teacher, 2 seeds."""
+    from qdistill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TrainConfig
+    from qdistill.reproduce import Run
+
+    runs = []
+    for teacher in ("none", "mlp"):
+        for seed in range(2):
+            cfg = DistillConfig(
+                student=StudentConfig(name="quantum", qubits=4, reduction="avgpool",
+                                      layers=1),
+                kd=KDConfig(teacher=teacher, teacher_epochs=1),
+                data=DataConfig(dataset="digits", classes="0-3", train_per_class=30,
+                                test_per_class=20, val_per_class=10),
+                train=TrainConfig(epochs=1, batch_size=8, seed=seed, device="cpu"))
+            runs.append(Run(f"{teacher}_s{seed}", "digits 0-3", cfg))
+    return runs
+
+
+def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
+    from qdistill import reproduce
+
+    monkeypatch.setitem(reproduce.GRIDS, "tiny", _tiny_grid)
+    monkeypatch.setitem(reproduce.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
+    logs = []
+    rows = reproduce.run_grid("tiny", reproduce.GridOptions(), tmp_path, workers=1,
+                              log=logs.append)
+    assert len(rows) == 4
+    for name in ("runs.csv", "table.md", "curves.png", "gains.png"):
+        assert (tmp_path / name).is_file(), name
+    table = (tmp_path / "table.md").read_text()
+    assert "(paper 50.00)" in table and "mlp gain" in table
+    assert len((tmp_path / "runs.csv").read_text().splitlines()) == 5
+    # A second invocation redoes nothing.
+    again = reproduce.run_grid("tiny", reproduce.GridOptions(), tmp_path, workers=1,
+                               log=logs.append)
+    assert any("4 runs, 4 done, 0 to run" in m for m in logs)
+    assert sorted(r["test_acc"] for r in again) == sorted(r["test_acc"] for r in rows)
+    with pytest.raises(QdistillError, match="unknown grid"):
+        reproduce.run_grid("nope", reproduce.GridOptions(), tmp_path)
+
+
+def test_grid_definitions_match_the_paper():
+    from qdistill.reproduce import GridOptions, paper_v1_grid, paper_v2_grid
+
+    full = paper_v1_grid(GridOptions())
+    assert len(full) == 2 * 3 * 4 * 3  # datasets x settings x teachers x seeds = 72
+    cfg = full[0].cfg
+    assert (cfg.data.train_per_class, cfg.data.test_per_class) == (150, 150)
+    assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.lr) == (1, 10, 1e-3)
+    assert (cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant) == (3.0, 0.9, "paper")
+    shots = paper_v1_grid(GridOptions(shots=True))
+    assert {r.cfg.student.shots for r in shots} == {5000, 3000, 2000}
+    assert len(paper_v1_grid(GridOptions(quick=True))) == 4
+    v2 = paper_v2_grid(GridOptions())
+    assert {r.cfg.student.qubits for r in v2} == {4, 8}
+    assert {r.cfg.data.classes for r in v2} == {None}  # 10 classes

@@ -194,6 +194,15 @@ def cmd_teacher_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_student
+    image = args.test_index if args.test_index is not None else args.image
+    paths = export_student(args.run, image, args.out, shots=args.shots)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qdistill",
@@ -244,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce arXiv:2311.13810's grid: students with and without each "
                     "teacher, several seeds, selection on validation, the paper's "
                     "numbers beside ours. Finished runs are not redone.")
-    rep.add_argument("grid", choices=["paper-v1"], help="which grid")
+    rep.add_argument("grid", choices=["paper-v1", "paper-v2"], help="which grid")
     rep.add_argument("--quick", action="store_true",
                      help="reduced grid (one dataset and setting, 2 seeds): < 5 min on 2 cores")
     rep.add_argument("--seeds", type=int, help="seeds per cell (default 3; quick 2)")
@@ -267,6 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--data-dir", help="directory of IDX files")
     rep.add_argument("--out", help="default results/<grid> (quick: runs/reproduce/...)")
     rep.set_defaults(func=cmd_reproduce)
+
+    exp = sub.add_parser(
+        "export", help="write a trained student's circuit for one image as OpenQASM 3",
+        description="Write the quantum part of a trained student, for one input image, as "
+                    "an OpenQASM 3 program (standard gates only) plus a JSON file with the "
+                    "classical pre-processing, bit order, read-out and the student's own "
+                    "probabilities.")
+    exp.add_argument("--run", required=True, help="student run directory (qdistill distill)")
+    which = exp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--test-index", type=int, help="image I of the student's test split")
+    which.add_argument("--image", help=".npy image (uint8 0..255 or float 0..1) of the "
+                                       "task's image shape")
+    exp.add_argument("--shots", type=int, help="record '// shots: N' in the program")
+    exp.add_argument("--out", help="output directory (default <run>/export)")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,345 @@
+"""Take a trained student out of qdistill: its circuit for one image, as OpenQASM 3.
+
+    paths = export_student("runs/distill/my-run", 3)      # test image 3 of the run's task
+    # {"qasm": Path(".../export/test-3.qasm"), "json": Path(".../export/test-3.json")}
+
+A student is classical pre-processing -> a circuit -> classical read-out. Only the
+middle part can run on other hardware, so the ``.qasm`` holds the circuit with this
+image's inputs baked in as gate angles (amplitude encoding compiled to RY + CX), in the
+standard gate library only; the ``.json`` beside it holds the rest: what the image went
+through before the circuit, how measured bits become class logits, and the student's
+own exact probabilities, so counts from any backend can be checked against qdistill
+and turned into the same prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import atomic_write_bytes, atomic_write_json
+from .errors import QdistillError
+from .quantum.gates import Op, apply_ops
+from .quantum.layer import QuantumLayer
+from .quantum.measure import Measurement, probabilities
+from .quantum.qasm import to_qasm3
+from .quantum.state import zero_state
+from .student_runs import load_student
+
+__all__ = ["BIT_ORDER", "StudentCircuit", "export_student", "image_from_array", "student_circuit"]
+
+# Gate list vs the student's own simulation: both exact, so only float32 rounding
+# separates them; a larger gap means the gate list is not the student's circuit.
+_SELF_CHECK_TOL = 1e-4
+
+BIT_ORDER = {
+    "basis_index": "basis state |j> of n qubits reads qubit 0 as its most significant bit "
+                   "(as in qdistill and PennyLane): j = sum_k b_k * 2**(n-1-k), b_k the "
+                   "bit of qubit k",
+    "openqasm": "'c = measure q;' stores qubit k in c[k], so j = sum_k c[k] * 2**(n-1-k): "
+                "reading c[0] c[1] ... c[n-1] left to right gives j in binary",
+    "qiskit": "Qiskit prints counts keys little-endian, c[n-1] ... c[0] (c[0] rightmost), "
+              "so j = int(key[::-1], 2): reverse the key before reading it as binary",
+}
+
+
+class StudentCircuit(NamedTuple):
+    """The quantum part of a student for one image, and what surrounds it."""
+
+    input: list[float]  # what the circuit encodes (angles or features)
+    ops: list[Op]  # encoding + trained gates, concrete angles
+    n_qubits: int
+    preprocessing: dict[str, Any]  # image -> input
+    readout: dict[str, Any]  # measurement -> class logits
+    probabilities: list[float]  # exact, all 2**n basis states (qdistill's simulator)
+    outputs: list[float]  # what the circuit hands to the classical read-out
+
+
+@contextlib.contextmanager
+def _exact(model: nn.Module) -> Iterator[None]:
+    """Switch finite-shot measurements to exact values for the duration (an export
+    records the circuit's distribution, not one draw from it)."""
+    saved = [(m, m.shots) for m in model.modules() if isinstance(m, Measurement)]
+    try:
+        for m, _ in saved:
+            m.shots = None
+        yield
+    finally:
+        for m, shots in saved:
+            m.shots = shots
+
+
+def _floats(t: torch.Tensor) -> list[float]:
+    return [float(v) for v in t.detach().reshape(-1).cpu().tolist()]
+
+
+def _layer_run(layer: QuantumLayer, features: torch.Tensor
+               ) -> tuple[list[Op], list[int], list[float], list[float]]:
+    """(ops, readout wires, exact probabilities of all wires, layer output) of one row."""
+    try:
+        ops = layer.ops(features)
+        state = layer.state(features[None])
+    except ValueError as exc:  # e.g. an all-zero feature vector under amplitude encoding
+        raise QdistillError(f"cannot export this image: {exc}") from None
+    wires = layer.measurement.wires
+    wires = list(range(layer.n_qubits)) if wires is None else list(wires)
+    return (ops, wires, _floats(probabilities(state)[0]),
+            _floats(layer.measurement(state)[0]))
+
+
+_HEADS = {"logprob": "log(p_j + 0.01)", "paper": "sigmoid(p_j)"}
+
+
+def _basis_readout(wires: list[int], class_outputs: list[int], head: str) -> dict[str, Any]:
+    return {
+        "kind": "basis_probabilities", "readout_qubits": wires,
+        "class_outputs": class_outputs, "head": head,
+        "outputs": "p_j = probability that the readout qubits read j (readout_qubits[0] = "
+                   "most significant bit), summed over the other qubits",
+        "class_rule": f"class i <- basis state |j>, j = class_outputs[i]; logits_i = "
+                      f"{_HEADS[head]}",
+    }
+
+
+def _paper_v1(student: nn.Module, x: torch.Tensor) -> StudentCircuit:
+    """paper-v1: CNN front end -> angles; H then RY(theta_k); all basis states read out."""
+    theta = student.front(x)[0]
+    circuit = student.circuit
+    probs = _floats(circuit(theta[None])[0])
+    return StudentCircuit(
+        input=_floats(theta), ops=circuit.ops(theta), n_qubits=circuit.qubits,
+        preprocessing={
+            "description": "paper-v1 CNN front end (Conv 5x5 -> MaxPool -> ReLU, Conv 5x5 "
+                           "-> MaxPool -> ReLU, FC 50 -> ReLU, FC n) -> angles "
+                           "theta = pi * tanh(.)",
+            "image": "float pixels in [0, 1] (uint8 / 255), shape (C, H, W)",
+            "circuit_input": "angles theta_k: H then RY(theta_k) on qubit k",
+        },
+        readout=_basis_readout(list(range(circuit.qubits)), student.class_outputs,
+                               student.head),
+        probabilities=probs, outputs=probs)
+
+
+def _reduction_text(student: nn.Module, scale: float, encoding: str) -> dict[str, Any]:
+    kind = student.reduce.kind
+    return {
+        "description": f"reduction {kind} -> {student.reduce.features} features, times "
+                       f"scale {scale!r} -> {encoding} encoding",
+        "reduction": kind, "scale": scale, "encoding": encoding,
+        "image": "float pixels in [0, 1] (uint8 / 255), shape (C, H, W)",
+        "circuit_input": {
+            "amplitude": "features, normalised to unit norm as the amplitudes of basis "
+                         "states |0>..|2**n-1>; prepared by Mottonen RY + CX state "
+                         "preparation",
+            "angle": "feature k -> RY(x_k) on qubit k",
+            "dense": "features 2k, 2k+1 -> RY(x_2k) then RZ(x_2k+1) on qubit k",
+        }[encoding],
+    }
+
+
+def _paper_v2(student: nn.Module, x: torch.Tensor) -> StudentCircuit:
+    """paper-v2: reduction -> scale -> encoding + v2 block -> <Z> per qubit -> Linear."""
+    features = (student.scale * student.reduce(x))[0]
+    layer = student.quantum
+    ops, wires, probs, outputs = _layer_run(layer, features)
+    encoding = type(layer.encoding).__name__.replace("Encoding", "").lower()
+    return StudentCircuit(
+        input=_floats(features), ops=ops, n_qubits=layer.n_qubits,
+        preprocessing=_reduction_text(student, float(student.scale), encoding),
+        readout={
+            "kind": "expval_z", "readout_qubits": wires,
+            "outputs": "z_k = <Z> of readout_qubits[k] = P(bit 0) - P(bit 1)",
+            "class_rule": "logits = linear.weight @ z + linear.bias (the student's head)",
+            "linear": {"weight": student.head.weight.detach().cpu().tolist(),
+                       "bias": _floats(student.head.bias)},
+        },
+        probabilities=probs, outputs=outputs)
+
+
+def _quantum(student: nn.Module, x: torch.Tensor) -> StudentCircuit:
+    """quantum: fixed reduction -> scale_in -> encoding + ansatz -> probs or <Z>."""
+    features = (student.scale_in * student.reduce(x))[0]
+    layer = student.quantum
+    ops, wires, probs, outputs = _layer_run(layer, features)
+    encoding = type(layer.encoding).__name__.replace("Encoding", "").lower()
+    if student.readout == "probs":
+        readout = _basis_readout(wires, student.class_outputs, "logprob")
+    else:
+        readout = {
+            "kind": "expval_z", "readout_qubits": wires,
+            "class_outputs": student.class_outputs,
+            "outputs": "z_k = <Z> of readout_qubits[k] = P(bit 0) - P(bit 1)",
+            "class_rule": "logits_i = scale * z_{class_outputs[i]}",
+            "scale": float(student.scale),
+        }
+    return StudentCircuit(
+        input=_floats(features), ops=ops, n_qubits=layer.n_qubits,
+        preprocessing=_reduction_text(student, float(student.scale_in), encoding),
+        readout=readout, probabilities=probs, outputs=outputs)
+
+
+_CIRCUITS: dict[str, Callable[[nn.Module, torch.Tensor], StudentCircuit]] = {
+    "paper-v1": _paper_v1, "paper-v2": _paper_v2, "quantum": _quantum,
+}
+
+
+def student_circuit(student: nn.Module, name: str, x: torch.Tensor) -> StudentCircuit:
+    """The circuit of student type ``name`` for one image ``x (1, C, H, W)``, exact."""
+    fn = _CIRCUITS.get(name)
+    if fn is None:
+        raise QdistillError(f"cannot export student type {name!r} "
+                            f"({type(student).__name__}); exportable: {', '.join(_CIRCUITS)}")
+    with torch.no_grad(), _exact(student):
+        return fn(student, x)
+
+
+def _check_gates(circ: StudentCircuit) -> None:
+    """Run the gate list on qdistill's simulator (complex128) and compare with the
+    student's own probabilities: a mismatch is a bug in an ``ops`` method, never
+    something a user can fix, so it is not a QdistillError."""
+    state = apply_ops(zero_state(circ.n_qubits, 1, dtype=torch.complex128), circ.ops)
+    got = probabilities(state)[0]
+    gap = float((got - torch.tensor(circ.probabilities, dtype=got.dtype)).abs().max())
+    if not gap <= _SELF_CHECK_TOL:
+        raise RuntimeError(f"exported gates disagree with the student by {gap:.2e}; "
+                           "this is a qdistill bug")
+
+
+def image_from_array(array: np.ndarray | torch.Tensor, image_shape: tuple[int, ...]
+                     ) -> torch.Tensor:
+    """A (1, C, H, W) float image from a uint8 (0..255) or float ([0, 1]) array of
+    shape (C, H, W), or (H, W) for one-channel tasks."""
+    a = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    shape = tuple(int(s) for s in image_shape)
+    if a.shape != shape and not (shape[0] == 1 and a.shape == shape[1:]):
+        raise QdistillError(f"image has shape {a.shape}; this student takes {shape} "
+                            f"(C, H, W){' or ' + str(shape[1:]) if shape[0] == 1 else ''}")
+    if a.dtype == np.uint8:
+        x = torch.from_numpy(a.astype(np.float32) / 255.0)
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise QdistillError("image has NaN or infinite pixels")
+        x = torch.from_numpy(a.astype(np.float32))
+    else:
+        raise QdistillError(f"image dtype {a.dtype} is neither uint8 (0..255) nor float "
+                            "([0, 1])")
+    return x.reshape(1, *shape)
+
+
+def _load_npy(path: Path, image_shape: tuple[int, ...]) -> torch.Tensor:
+    if not path.is_file():
+        raise QdistillError(f"image file {path} does not exist")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise QdistillError(f"cannot read {path} as a .npy array: {exc}") from None
+    if not isinstance(a, np.ndarray):
+        raise QdistillError(f"{path} is an .npz archive; save one image with numpy.save")
+    return image_from_array(a, image_shape)
+
+
+def _test_image(meta: dict[str, Any], index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Test image ``index`` of the student's own task, rebuilt from its config."""
+    from .config import DataConfig, from_dict
+    from .runs import build_task
+
+    task = build_task(from_dict(DataConfig, meta["config"]["data"]),
+                      meta["config"]["train"]["seed"])
+    n = len(task.test)
+    if not 0 <= index < n:
+        raise QdistillError(f"test index {index} is out of range: the student's test split "
+                            f"has {n} images (0..{n - 1})")
+    label = int(task.test.labels[index])
+    info = {"source": "test split", "test_index": index, "label": label,
+            "original_label": task.classes[label], "class_name": task.class_names[label]}
+    return task.test.images[index:index + 1].float() / 255.0, info
+
+
+def _resolve_image(image: Any, meta: dict[str, Any]
+                   ) -> tuple[torch.Tensor, dict[str, Any], str]:
+    """(x (1, C, H, W), description, file stem) for a test index, .npy path or array."""
+    shape = tuple(meta["image_shape"])
+    if isinstance(image, bool):
+        raise QdistillError("image must be a test index, a .npy path or an array")
+    if isinstance(image, (int, np.integer)):
+        x, info = _test_image(meta, int(image))
+        return x, info, f"test-{int(image)}"
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        return _load_npy(path, shape), {"source": "file", "path": str(path)}, path.stem
+    return image_from_array(image, shape), {"source": "array"}, "image"
+
+
+def export_student(run_dir: str | Path, image: int | str | Path | np.ndarray | torch.Tensor,
+                   out_dir: str | Path | None = None, shots: int | None = None
+                   ) -> dict[str, Path]:
+    """Write ``<stem>.qasm`` and ``<stem>.json`` for one image; return their paths.
+
+    ``image``: an index into the student's test split (stem ``test-<i>``), a ``.npy``
+    path (its stem), or an array of the task's image shape (stem ``image``).
+    ``out_dir`` defaults to ``<run_dir>/export``; ``shots`` is recorded as
+    ``// shots: N`` in the program and in the JSON.
+    """
+    run = Path(run_dir)
+    if not run.exists():
+        raise QdistillError(f"run directory {run} does not exist; give the --out "
+                            "directory of a 'qdistill distill' run")
+    if shots is not None and (isinstance(shots, bool) or int(shots) < 1):
+        raise QdistillError(f"shots must be a positive integer, got {shots!r}")
+    student, meta = load_student(run)
+    x, source, stem = _resolve_image(image, meta)
+    name = meta["student"]["name"]
+    circ = student_circuit(student, name, x)
+    with torch.no_grad(), _exact(student):
+        logits = _floats(student(x)[0])
+    _check_gates(circ)
+    pred = int(np.argmax(logits))
+    classes = list(meta["classes"])
+    class_names = meta.get("task", {}).get("class_names")
+    out = Path(out_dir) if out_dir is not None else run / "export"
+    qasm_path, json_path = out / f"{stem}.qasm", out / f"{stem}.json"
+    try:
+        qasm = to_qasm3(circ.ops, circ.n_qubits, shots, comments=[
+            f"qdistill {__version__}: {name} student from {run}, image {stem}",
+            f"classical pre-/post-processing and bit order: {json_path.name}"])
+    except ValueError as exc:
+        raise QdistillError(f"cannot export {run}: {exc}") from None
+    doc = {
+        "format": "qdistill-export/1", "qdistill_version": __version__,
+        "run": {"dir": str(run), "student": meta["student"],
+                "trained_with_qdistill": meta.get("qdistill_version"),
+                "weights_sha256": meta.get("weights_sha256")},
+        "task": {"dataset": meta["dataset"], "classes": classes, "class_names": class_names,
+                 "image_shape": list(meta["image_shape"])},
+        "image": source,
+        "qasm": {"file": qasm_path.name, "n_qubits": circ.n_qubits, "gates": len(circ.ops),
+                 "gate_counts": dict(Counter(op.name for op in circ.ops)), "shots": shots,
+                 "student_shots": meta["student"].get("shots")},
+        "preprocessing": circ.preprocessing,
+        "circuit_input": circ.input,
+        "measurement": {"measured_qubits": list(range(circ.n_qubits)),
+                        "bits": "c[k] = qubit k", "bit_order": BIT_ORDER},
+        "readout": circ.readout,
+        "probabilities": circ.probabilities,
+        "probabilities_note": "exact (no shots), all 2**n basis states, index j as in "
+                              "bit_order; qdistill's simulator",
+        "outputs": circ.outputs,
+        "logits": logits,
+        "predicted_class": pred,
+        "predicted_original_label": classes[pred],
+        "predicted_class_name": class_names[pred] if class_names else None,
+    }
+    if any(not math.isfinite(v) for v in circ.probabilities + logits):
+        raise QdistillError(f"the student in {run} gives non-finite values for this image")
+    atomic_write_bytes(qasm_path, qasm.encode())
+    atomic_write_json(json_path, doc)
+    return {"qasm": qasm_path, "json": json_path}
