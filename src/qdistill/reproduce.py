@@ -282,7 +282,14 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
                     except Exception as exc:  # keep the grid going; report at the end
                         failures.append((futures[fut], "".join(
                             traceback.format_exception_only(type(exc), exc)).strip()))
-        write_report(grid, rows, out, opt, seconds=time.perf_counter() - t_start)
+        # The report covers every finished run in the directory, so a grid completed
+        # in parts (--teachers, --datasets subsets) ends with one table.
+        done = {r["run_id"]: r for r in rows}
+        for path in sorted((out / "runs").glob("*/row.json")):
+            row = json.loads(path.read_text())
+            done.setdefault(row["run_id"], row)
+        write_report(grid, list(done.values()), out, opt,
+                     seconds=time.perf_counter() - t_start)
     if failures:
         raise QdistillError(f"{len(failures)} run(s) failed, e.g. {failures[0][0]}: "
                             f"{failures[0][1]}; rerun the same command to retry them")
