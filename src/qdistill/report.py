@@ -49,6 +49,15 @@ def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, floa
     return m, m - half, m + half
 
 
+def collapsed(row: dict[str, Any]) -> bool:
+    """A run that ended at chance level: test accuracy below 1.5 / K."""
+    spec = row.get("classes")
+    from .data import parse_classes
+
+    k = 10 if spec in (None, "", "None") else len(parse_classes(spec, 10))
+    return float(row["test_acc"]) < 1.5 / k
+
+
 def _pct(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
@@ -77,7 +86,9 @@ def accuracy_table(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
             m, s = mean_std([100 * r[metric] for r in seeds.values()])
             p = paper.get(setting, {}).get(t)
             ref = f" (paper {p:.2f})" if p is not None else ""
-            cells.append(f"{m:.2f} ± {_pct(s)} (n={len(seeds)}){ref}")
+            dead = sum(collapsed(r) for r in seeds.values())
+            flag = f" [{dead} at chance]" if dead else ""
+            cells.append(f"{m:.2f} ± {_pct(s)} (n={len(seeds)}){flag}{ref}")
         params = f"{any_row['params_classical']:,} / {any_row['params_quantum']:,}"
         lines.append(f"| {setting} | {params} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
