@@ -45,6 +45,18 @@ def test_known_limits():
                                                                                abs=1e-6)
 
 
+def test_student_with_more_outputs_than_classes():
+    """The paper-v1 notebook head: CE over all 16 outputs, KL on the named class columns."""
+    s, t, y = torch.randn(3, 16), torch.randn(3, 6), torch.tensor([0, 5, 2])
+    with pytest.raises(QdistillError, match="class_outputs"):
+        KDLoss()(s, y, t)  # never sliced silently
+    loss = KDLoss(3.0, 0.9, "paper", class_outputs=list(range(6)))(s, y, t)
+    direct = _direct(s[:, :6], t, y, 3.0, 0.9, "paper")
+    ce_all = nn.functional.cross_entropy(s, y).item()
+    ce_cls = nn.functional.cross_entropy(s[:, :6], y).item()
+    assert loss.item() == pytest.approx(direct - ce_cls + ce_all, rel=1e-5)
+
+
 def test_gradient_flows_to_student_only():
     s = torch.randn(4, 3, requires_grad=True)
     t = torch.randn(4, 3, requires_grad=True)

@@ -15,6 +15,7 @@ from qdistill.students import (
     build_student,
     parameter_split,
 )
+from qdistill.train import class_logits
 
 
 def test_v1_circuit_product_formula():
@@ -55,7 +56,13 @@ def test_v1_student_parameters_and_class_mapping():
     assert torch.allclose(logits, torch.log(p[:, :6] + 0.01))
     s_paper = PaperV1Student(6, (1, 28, 28), qubits=3, head="paper")
     s_paper.load_state_dict(s.state_dict())
-    assert torch.allclose(s_paper.eval()(x), torch.sigmoid(p[:, :6]))
+    out = s_paper.eval()(x)
+    # The notebooks' head: cat(sigmoid(p), 1 - sigmoid(p)) over all 8 states; the class
+    # logits are the first 6 entries.
+    assert out.shape == (4, 16)
+    assert torch.allclose(out, torch.cat([torch.sigmoid(p), 1 - torch.sigmoid(p)], 1))
+    assert torch.allclose(class_logits(s_paper, out), torch.sigmoid(p[:, :6]))
+    assert class_logits(s, logits) is logits
 
 
 def test_too_few_qubits_refused_with_minimum():

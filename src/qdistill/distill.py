@@ -35,7 +35,9 @@ class KDLoss(nn.Module):
 
         L = CE(s, y) + alpha * T^2 * KL(softmax(t / T) || softmax(s / T))
 
-    with ``s`` the student's and ``t`` the teacher's class logits (both (B, K)), KL
+    with ``s`` the student's and ``t`` the teacher's class logits (both (B, K); a student
+    with more outputs names its class columns in ``class_outputs``, and CE then runs over
+    all its outputs, as the paper's notebooks did), KL
     averaged over the batch (``reduction="batchmean"``, the true KL per sample). The
     T^2 factor keeps the soft-target gradients on the scale of the hard-target ones
     when T changes (the soft gradients shrink as 1/T^2). Paper defaults: T = 3,
@@ -46,7 +48,7 @@ class KDLoss(nn.Module):
     """
 
     def __init__(self, temperature: float = 3.0, alpha: float = 0.9,
-                 variant: str = "hinton"):
+                 variant: str = "hinton", class_outputs: list[int] | None = None):
         super().__init__()
         if not (math.isfinite(temperature) and temperature > 0):
             raise QdistillError(f"KD temperature must be a positive number, got {temperature}")
@@ -55,18 +57,24 @@ class KDLoss(nn.Module):
         if variant not in KD_VARIANTS:
             raise unknown_name("KD loss variant", variant, KD_VARIANTS)
         self.temperature, self.alpha, self.variant = temperature, alpha, variant
+        # Which student outputs are the class logits matched to the teacher's, when the
+        # student emits more (the paper-v1 notebook head); CE still sees all outputs.
+        self.class_outputs = class_outputs
 
     def forward(self, student_logits: torch.Tensor, labels: torch.Tensor,
                 teacher_logits: torch.Tensor | None) -> torch.Tensor:
         if teacher_logits is None:
             raise QdistillError("KDLoss needs the teacher's logits (soft targets)")
-        if teacher_logits.shape != student_logits.shape:
+        s_cls = (student_logits if self.class_outputs is None
+                 else student_logits[:, self.class_outputs])
+        if teacher_logits.shape != s_cls.shape:
             raise QdistillError(
-                f"student logits {tuple(student_logits.shape)} and teacher logits "
-                f"{tuple(teacher_logits.shape)} differ: both must be (batch, classes)")
+                f"student class logits {tuple(s_cls.shape)} and teacher logits "
+                f"{tuple(teacher_logits.shape)} differ: both must be (batch, classes); a "
+                "student with more outputs than classes must name its class_outputs")
         t = self.temperature
         ce = F.cross_entropy(student_logits, labels)
-        kl = F.kl_div(F.log_softmax(student_logits / t, dim=1),
+        kl = F.kl_div(F.log_softmax(s_cls / t, dim=1),
                       F.log_softmax(teacher_logits / t, dim=1),
                       reduction="batchmean", log_target=True)
         hard = (1.0 - self.alpha) if self.variant == "hinton" else 1.0

@@ -34,6 +34,7 @@ from .quantum.measure import Measurement, probabilities
 from .quantum.qasm import to_qasm3
 from .quantum.state import zero_state
 from .student_runs import load_student
+from .train import class_logits
 
 __all__ = ["BIT_ORDER", "StudentCircuit", "export_student", "image_from_array", "student_circuit"]
 
@@ -96,7 +97,8 @@ def _layer_run(layer: QuantumLayer, features: torch.Tensor
             _floats(layer.measurement(state)[0]))
 
 
-_HEADS = {"logprob": "log(p_j + 0.01)", "paper": "sigmoid(p_j)"}
+_HEADS = {"logprob": "log(p_j + 0.01)",
+          "paper": "sigmoid(p_j) (the notebooks' head; CE also saw 1 - sigmoid(p_j))"}
 
 
 def _basis_readout(wires: list[int], class_outputs: list[int], head: str) -> dict[str, Any]:
@@ -300,7 +302,7 @@ def export_student(run_dir: str | Path, image: int | str | Path | np.ndarray | t
     name = meta["student"]["name"]
     circ = student_circuit(student, name, x)
     with torch.no_grad(), _exact(student):
-        logits = _floats(student(x)[0])
+        logits = _floats(class_logits(student, student(x))[0])
     _check_gates(circ)
     pred = int(np.argmax(logits))
     classes = list(meta["classes"])

@@ -105,6 +105,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     student = build_student(cfg.student, task.num_classes, task.image_shape)
     if hasattr(student, "fit_preprocessing"):  # e.g. PCA, fitted on the train split only
         student.fit_preprocessing(task.train.float_images())
+    kd.class_outputs = getattr(student, "class_outputs", None)
     split = parameter_split(student)
     meta = {
         "kind": "student", "student": to_dict(cfg.student), "dataset": task.dataset,

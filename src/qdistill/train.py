@@ -109,6 +109,16 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255 if images.dtype == torch.uint8 else images.float()
 
 
+def class_logits(model: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
+    """The class logits among a model's outputs: ``outputs[:, model.class_outputs]`` when
+    the model declares more outputs than classes (the paper-v1 student's notebook head
+    has 2^(n+1)), else ``outputs`` unchanged. Accuracy is always taken on these."""
+    cols = getattr(model, "class_outputs", None)
+    if cols is None or outputs.shape[1] == len(cols):
+        return outputs
+    return outputs[:, cols]
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024,
                    device: torch.device | None = None) -> torch.Tensor:
@@ -129,7 +139,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """Accuracy in [0, 1] (NaN for an empty set)."""
     if len(labels) == 0:
         return float("nan")
-    logits = predict_logits(model, images, batch_size)
+    logits = class_logits(model, predict_logits(model, images, batch_size))
     return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
 
 
@@ -264,7 +274,7 @@ def fit(
             opt.step()
             # Accumulate on the device: no host sync per step.
             loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
+            correct += (class_logits(model, logits.detach()).argmax(1) == y).sum()
         train_loss = loss_sum.item() / len(y_train)
         if not math.isfinite(train_loss):
             where = f"; the checkpoint of epoch {epoch - 1} is kept in {out}" if out else ""
