@@ -113,3 +113,19 @@ def test_grid_definitions_match_the_paper():
     v2 = paper_v2_grid(GridOptions())
     assert {r.cfg.student.qubits for r in v2} == {4, 8}
     assert {r.cfg.data.classes for r in v2} == {None}  # 10 classes
+
+
+def test_finished_run_with_other_settings_is_not_reused(tmp_path, monkeypatch):
+    from qdistill import reproduce
+
+    def grid(opt):
+        runs = _tiny_grid(opt)[:1]
+        runs[0].cfg.train.lr = opt.epochs and 1e-2 or 1e-3  # settings vary with options
+        return runs
+
+    monkeypatch.setitem(reproduce.GRIDS, "tiny1", grid)
+    monkeypatch.setitem(reproduce.PAPER_TABLES, "tiny1", dict)
+    reproduce.run_grid("tiny1", reproduce.GridOptions(), tmp_path, log=lambda m: None)
+    with pytest.raises(QdistillError, match="other settings"):
+        reproduce.run_grid("tiny1", reproduce.GridOptions(epochs=1), tmp_path,
+                           log=lambda m: None)

@@ -204,6 +204,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _check_same_settings(run_dir: Path, cfg: DistillConfig) -> None:
+    """A finished run is reused only if it ran with the settings asked for now."""
+    done = json.loads((run_dir / "config.json").read_text()).get("config")
+    if done != json.loads(json.dumps(to_dict(cfg))):
+        raise QdistillError(
+            f"{run_dir} is a finished run with other settings than this command's (e.g. "
+            "another --head or --epochs); use another --out or delete it")
+
+
 def _run_one(run_id: str, setting: str, cfg_dict: dict[str, Any], out: str,
              threads: int) -> dict[str, Any]:
     """One student run (in a worker process): train, then return its CSV row."""
@@ -254,9 +263,10 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
         # 2. Students: the finished ones are read back, the rest run on the pool.
         rows, todo = [], []
         for r in runs:
-            row_path = out / "runs" / r.run_id / "row.json"
-            if row_path.is_file():
-                rows.append(json.loads(row_path.read_text()))
+            run_dir = out / "runs" / r.run_id
+            if (run_dir / "row.json").is_file():
+                _check_same_settings(run_dir, r.cfg)
+                rows.append(json.loads((run_dir / "row.json").read_text()))
             else:
                 todo.append(r)
         log(f"{grid}: {len(runs)} runs, {len(rows)} done, {len(todo)} to run "
