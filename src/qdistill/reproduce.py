@@ -35,6 +35,7 @@ from .config import (
     to_dict,
 )
 from .errors import QdistillError
+from .runs import build_task
 from .student_runs import resolve_teacher, run_distill, teacher_config_for
 
 
@@ -258,7 +259,6 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
             key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
             if r.cfg.kd.teacher != "none" and key not in seen:
                 seen.add(key)
-                from .runs import build_task
                 resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed), log=log)
         # 2. Students: the finished ones are read back, the rest run on the pool.
         rows, todo = [], []
