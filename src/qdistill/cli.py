@@ -305,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"qdistill: error: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # e.g. the simulator refusing an input; --debug to see where
+        if args.debug:
+            raise
+        print(f"qdistill: error: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("qdistill: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
