@@ -144,6 +144,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     opt = GridOptions(quick=args.quick, seeds=args.seeds, epochs=args.epochs,
                       teacher_epochs=_teacher_epochs(args.teacher_epochs), shots=args.shots,
                       teachers=tuple(args.teachers.split(",")) if args.teachers else None,
+                      only=args.only,
                       datasets=tuple(args.datasets.split(",")) if args.datasets else None,
                       device=args.device, data_dir=args.data_dir, head=args.head)
     out = Path(args.out) if args.out else (
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "none,lenet)")
     rep.add_argument("--shots", action="store_true",
                      help="the paper's finite shots (default: exact probabilities)")
+    rep.add_argument("--only", help="run only the runs whose id contains this text, "
+                                    "e.g. q8_paper-v2-fc-amplitude")
     rep.add_argument("--head", default="paper",
                      help="paper-v1 readout: paper (the notebooks' sigmoid head, default) "
                           "or logprob")

@@ -53,6 +53,7 @@ class GridOptions:
     epochs: int | None = None  # student epochs; default: the paper's 10
     teacher_epochs: dict[str, int] | None = None  # per teacher; default: the paper's 10
     teachers: tuple[str, ...] | None = None  # subset of none/lenet/alexnet/ensemble
+    only: str | None = None  # keep the runs whose run_id contains this text
     shots: bool = False  # the paper's finite shots instead of exact probabilities
     head: str = "paper"  # paper-v1 readout: the notebooks' sigmoid head, or logprob
     datasets: tuple[str, ...] | None = None
@@ -247,7 +248,9 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
     """Run (or resume) every run of ``grid`` into ``out`` and write the report."""
     if grid not in GRIDS:
         raise QdistillError(f"unknown grid {grid!r}; valid: {', '.join(GRIDS)}")
-    runs = GRIDS[grid](opt)
+    runs = [r for r in GRIDS[grid](opt) if not opt.only or opt.only in r.run_id]
+    if not runs:
+        raise QdistillError(f"no run of {grid} matches --only {opt.only!r}")
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise QdistillError(f"output directory {out} is not writable")
