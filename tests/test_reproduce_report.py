@@ -129,3 +129,15 @@ def test_finished_run_with_other_settings_is_not_reused(tmp_path, monkeypatch):
     with pytest.raises(QdistillError, match="other settings"):
         reproduce.run_grid("tiny1", reproduce.GridOptions(epochs=1), tmp_path,
                            log=lambda m: None)
+
+
+def test_only_filter_is_an_anchored_glob(tmp_path):
+    from qdistill import reproduce
+
+    opt = reproduce.GridOptions(only="mnist_0-5_q3_*")
+    with pytest.raises(QdistillError, match="no run of paper-v1 matches"):
+        reproduce.run_grid("paper-v1", reproduce.GridOptions(only="nothing*"), tmp_path)
+    import fnmatch
+    ids = [r.run_id for r in reproduce.paper_v1_grid(opt)]
+    kept = [i for i in ids if fnmatch.fnmatchcase(i, opt.only)]
+    assert kept and all(i.startswith("mnist_") for i in kept)  # not fashion-mnist_...

@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "none,lenet)")
     rep.add_argument("--shots", action="store_true",
                      help="the paper's finite shots (default: exact probabilities)")
-    rep.add_argument("--only", help="run only the runs whose id contains this text, "
-                                    "e.g. q8_paper-v2-fc-amplitude")
+    rep.add_argument("--only", help="run only the runs whose id matches this glob, e.g. "
+                                    "'*_q8_paper-v2-fc-amplitude_*' or 'mnist_0-5_*'")
     rep.add_argument("--head", default="paper",
                      help="paper-v1 readout: paper (the notebooks' sigmoid head, default) "
                           "or logprob")

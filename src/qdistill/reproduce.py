@@ -12,6 +12,7 @@ local processes. ``OUT/.lock`` keeps a second process off the same directory.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import time
@@ -53,7 +54,7 @@ class GridOptions:
     epochs: int | None = None  # student epochs; default: the paper's 10
     teacher_epochs: dict[str, int] | None = None  # per teacher; default: the paper's 10
     teachers: tuple[str, ...] | None = None  # subset of none/lenet/alexnet/ensemble
-    only: str | None = None  # keep the runs whose run_id contains this text
+    only: str | None = None  # keep the runs whose run_id matches this glob pattern
     shots: bool = False  # the paper's finite shots instead of exact probabilities
     head: str = "paper"  # paper-v1 readout: the notebooks' sigmoid head, or logprob
     datasets: tuple[str, ...] | None = None
@@ -248,7 +249,7 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
     """Run (or resume) every run of ``grid`` into ``out`` and write the report."""
     if grid not in GRIDS:
         raise QdistillError(f"unknown grid {grid!r}; valid: {', '.join(GRIDS)}")
-    runs = [r for r in GRIDS[grid](opt) if not opt.only or opt.only in r.run_id]
+    runs = [r for r in GRIDS[grid](opt) if not opt.only or fnmatch.fnmatchcase(r.run_id, opt.only)]
     if not runs:
         raise QdistillError(f"no run of {grid} matches --only {opt.only!r}")
     out.mkdir(parents=True, exist_ok=True)
