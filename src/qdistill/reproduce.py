@@ -360,6 +360,6 @@ def _teacher_lines(rows: list[dict[str, Any]]) -> str:
              "| dataset, classes | teacher | epochs | ours | paper |", "|---|---|---|---|---|"]
     for (ds, cl, t), r in sorted(seen.items()):
         p = paper.V1_TEACHERS.get((ds, cl), {}).get(t)
-        lines.append(f"| {ds} {cl} | {t} | {r['teacher_epochs']} | "
+        lines.append(f"| {ds} {cl or 'all'} | {t} | {r['teacher_epochs']} | "
                      f"{100 * r['teacher_test_acc']:.2f} | {p if p is not None else ''} |")
     return "\n".join(lines)
