@@ -56,3 +56,14 @@ def test_partial_section_keeps_the_owners_defaults():
     assert (cfg.data.train_per_class, cfg.data.test_per_class) == (150, 150)
     assert cfg.data.dataset == "fashion-mnist"
     assert (cfg.train.batch_size, cfg.train.epochs) == (1, 2)
+
+
+def test_exponent_floats_without_a_dot(tmp_path):
+    # PyYAML (YAML 1.1) reads `1e-5` as the string "1e-5"; a float field takes it.
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-5\n")
+    cfg = load_config(TeacherConfig, str(path), ["train.weight_decay=5E-4"])
+    assert cfg.train.lr == 1e-5 and cfg.train.weight_decay == 5e-4
+    for bad in ("1e", "e5", "1e-5x", "ten"):
+        with pytest.raises(ConfigError, match="expected float"):
+            load_config(TeacherConfig, None, [f"train.lr={bad}"])

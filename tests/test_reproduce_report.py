@@ -102,7 +102,16 @@ def test_grid_definitions_match_the_paper():
     from qdistill.reproduce import GridOptions, paper_v1_grid, paper_v2_grid
 
     full = paper_v1_grid(GridOptions())
-    assert len(full) == 2 * 3 * 4 * 3  # datasets x settings x teachers x seeds = 72
+    paper_runs = [r for r in full if r.cfg.student.name == "paper-v1"]
+    assert len(paper_runs) == 2 * 3 * 4 * 3  # datasets x settings x teachers x seeds = 72
+    # The extra fully quantum row: none and LeNet per setting, no classical parameter.
+    extra = [r for r in full if r.cfg.student.name == "quantum"]
+    assert len(extra) == 2 * 3 * 2 * 3
+    assert {r.cfg.kd.teacher for r in extra} == {"none", "lenet"}
+    assert {(r.cfg.student.qubits, r.cfg.data.classes) for r in extra} == {
+        (3, "0-5"), (3, "0-7"), (4, "0-7")}
+    assert all("fully quantum" in r.setting and "_quantum_" in r.run_id for r in extra)
+    assert len({r.run_id for r in full}) == len(full)
     cfg = full[0].cfg
     assert (cfg.data.train_per_class, cfg.data.test_per_class) == (150, 150)
     assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.lr) == (1, 10, 1e-3)

@@ -23,9 +23,29 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .errors import CheckpointError
+from .errors import CheckpointError, QdistillError
 
 FORMAT_VERSION = 1
+
+
+def check_writable_dir(path: str | Path, what: str = "output directory") -> None:
+    """Refuse, before any work, a directory that cannot be created or written to.
+
+    Nothing is created: the nearest existing ancestor of ``path`` (``path`` itself if it
+    exists) must be a directory this process may write into. Catches ``--out`` under a
+    regular file, an existing file given as ``--out``, a read-only mount and (for users
+    other than root) a directory without write permission.
+    """
+    p = Path(path).expanduser()
+    probe = p
+    while not probe.exists() and not probe.is_symlink() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise QdistillError(f"cannot write the {what} {p}: {probe} is not a directory; "
+                            "choose another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise QdistillError(f"cannot write the {what} {p}: no write permission on {probe}; "
+                            "choose another path")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

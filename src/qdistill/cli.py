@@ -11,13 +11,16 @@ Every subcommand has ``--help``. A user error prints one line and exits with sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import __version__
 from .config import TeacherConfig, load_config, to_dict
@@ -69,6 +72,8 @@ def _collect_overrides(args: argparse.Namespace) -> list[str]:
         if "." in key and value is not None:
             if key.endswith(".classes") and value == "all":
                 out.append(f"{key}=")
+            elif isinstance(value, float):  # YAML 1.1 reads 1e-05 as a string, 1.0e-05
+                out.append(f"{key}={yaml.safe_dump(value).splitlines()[0]}")  # as a float
             else:
                 out.append(f"{key}={json.dumps(value)}")
     return out + list(args.set)
@@ -140,7 +145,7 @@ def _teacher_epochs(spec: str | None) -> dict[str, int] | None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import GridOptions, run_grid
+    from .reproduce import GridOptions, run_grid, usable_cpus
     opt = GridOptions(quick=args.quick, seeds=args.seeds, epochs=args.epochs,
                       teacher_epochs=_teacher_epochs(args.teacher_epochs), shots=args.shots,
                       teachers=tuple(args.teachers.split(",")) if args.teachers else None,
@@ -150,9 +155,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         Path("runs") / "reproduce" / f"{args.grid}-quick" if args.quick
         else Path("results") / args.grid)
-    run_grid(args.grid, opt, out, workers=args.workers)
+    run_grid(args.grid, opt, out, workers=args.workers or usable_cpus(),
+             executor=args.executor, address=args.address)
     print((out / "table.md").read_text())
     print(f"results: {out}/ (runs.csv, table.md, curves.png, gains.png)")
+    if args.robustness:  # every finished student, under shots and noise (no retraining)
+        from .robustness import grid_robustness
+        paths = grid_robustness(out, log=None)
+        print(paths["md"].read_text())
+        print(f"robustness: {paths['md'].parent}/ (robustness.csv, .md, .png)")
     return 0
 
 
@@ -201,6 +212,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     paths = export_student(args.run, image, args.out, shots=args.shots)
     for path in paths.values():
         print(path)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .robustness import parse_shots, robustness_rows, robustness_table, write_robustness
+    out = Path(args.out) if args.out else (
+        Path(args.run[0]) / "robustness" if len(args.run) == 1 else Path("runs") / "robustness")
+    rows = robustness_rows(args.run, parse_shots(args.shots), args.noise or [], args.seeds,
+                           args.method, args.trajectories, device=args.device,
+                           test_limit=args.test_limit, log=print if args.verbose else None)
+    paths = write_robustness(rows, out)
+    print(robustness_table(rows))
+    print(f"results: {', '.join(str(p) for p in paths.values())}")
     return 0
 
 
@@ -273,11 +297,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="paper-v1 readout: paper (the notebooks' sigmoid head, default) "
                           "or logprob")
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
-    rep.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                     help="parallel student runs (default: one per core)")
+    rep.add_argument("--workers", type=int,
+                     help="parallel student runs (default: one per usable core); each "
+                          "run gets cores/N CPU threads (with Ray: asks for cores/N CPUs)")
+    rep.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: a pool of --workers processes (default); ray: one Ray "
+                          "task per run, retried if its worker dies and resumed from its "
+                          "last epoch (pip install 'qdistill[ray]')")
+    rep.add_argument("--address",
+                     help="with --executor ray: an existing cluster (e.g. ray://head:10001 "
+                          "or auto); --out must then be on a filesystem all nodes share. "
+                          "Default: a local Ray instance on this machine's cores")
     rep.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     rep.add_argument("--data-dir", help="directory of IDX files")
     rep.add_argument("--out", help="default results/<grid> (quick: runs/reproduce/...)")
+    rep.add_argument("--robustness", action="store_true",
+                     help="then evaluate every student exact, with 100/1000/10000 shots and "
+                          "under depolarizing 0.001, 0.01 and preset:ibm-heron noise (3 "
+                          "seeds) into OUT/robustness/")
     rep.set_defaults(func=cmd_reproduce)
 
     exp = sub.add_parser(
@@ -294,6 +331,34 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--shots", type=int, help="record '// shots: N' in the program")
     exp.add_argument("--out", help="output directory (default <run>/export)")
     exp.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser(
+        "evaluate", help="test accuracy of trained students under shots and noise",
+        description="Evaluate trained students (no retraining) on their test split: exact, "
+                    "with finite shots (several seeds), under noise models (density "
+                    "matrices or trajectories) and under noise with shots. Writes "
+                    "robustness.csv, robustness.md (mean ± std over seeds) and "
+                    "robustness.png.")
+    ev.add_argument("--run", action="append", required=True,
+                    help="student run directory (qdistill distill); repeatable")
+    ev.add_argument("--shots", default="", help="comma-separated, e.g. 100,1000,10000")
+    ev.add_argument("--noise", action="append",
+                    help="noise model, repeatable: depolarizing=P,depolarizing2=P,"
+                         "damping=G,readout=R (any subset) or preset:NAME (ibm-eagle, "
+                         "ibm-heron, ionq-aria, quantinuum-h2)")
+    ev.add_argument("--seeds", type=int, default=3, help="seeds of shots/trajectories (3)")
+    ev.add_argument("--method", default="density", choices=["density", "trajectories"],
+                    help="noise simulation: density (exact, <= 10 qubits; default) or "
+                         "trajectories (Monte Carlo, any size)")
+    ev.add_argument("--trajectories", type=int, default=100,
+                    help="trajectories per image with --method trajectories (100)")
+    ev.add_argument("--test-limit", type=int,
+                    help="a fixed random subset of N test images (default: all); noise "
+                         "on 8+ qubits costs ~0.2-0.5 s per image on one CPU core")
+    ev.add_argument("--device", default="cpu", help="cpu | cuda")
+    ev.add_argument("--out", help="output directory (default <run>/robustness)")
+    ev.add_argument("--verbose", action="store_true", help="print every evaluation")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -302,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        with _torchrun(args):
+            return args.func(args)
     except (QdistillError, _data_error()) as exc:
         if args.debug:
             raise
@@ -317,6 +383,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qdistill: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _torchrun(args: argparse.Namespace) -> Iterator[None]:
+    """Under torchrun (WORLD_SIZE > 1): join the process group for the command, and let
+    only rank 0 print (the others' stdout goes to /dev/null; errors still show)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        yield
+        return
+    if args.func not in (cmd_teacher_train, cmd_distill):
+        raise QdistillError("torchrun runs one training (teacher train or distill); for "
+                            "grids use reproduce --workers N or --executor ray")
+    from . import distributed
+    distributed.init_from_env(getattr(args, "train.device", None) or "auto")
+    try:
+        with contextlib.ExitStack() as stack:
+            if not distributed.is_main():
+                devnull = stack.enter_context(open(os.devnull, "w"))
+                stack.enter_context(contextlib.redirect_stdout(devnull))
+            yield
+    finally:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _data_error() -> type[Exception]:

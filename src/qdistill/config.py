@@ -10,6 +10,7 @@ file never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -64,6 +65,12 @@ class StudentConfig:
     ansatz: str = "hea"  # quantum: hea | strong | qcnn
     layers: int = 4  # quantum: ansatz layers
     readout: str = "probs"  # quantum: probs | z
+    # Noise-aware training: the circuit runs under this noise model in the loop (and when
+    # loaded again), e.g. "depolarizing=0.01,readout=0.02" or "preset:ibm-heron";
+    # None = noiseless (see qdistill.quantum.noise).
+    noise: str | None = None
+    noise_method: str = "density"  # density (exact, <= 10 qubits) | trajectories
+    noise_trajectories: int = 32  # Monte-Carlo trajectories per sample (trajectories only)
 
 
 @dataclass
@@ -94,6 +101,9 @@ class DistillConfig:
     train: TrainConfig = field(default_factory=_student_train)
 
 
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _check_type(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` where that is lossless, else raise."""
     origin = typing.get_origin(tp)
@@ -111,6 +121,9 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"config key {key!r}: expected {tp}, got {value!r}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+        # YAML 1.1 (PyYAML) reads "1e-5" (no dot) as a string; it is the float 1e-05.
+        return float(value)
     if tp is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # e.g. classes: 5 in YAML
     if isinstance(tp, type) and isinstance(value, tp) and not (
@@ -126,7 +139,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise."""
     data = data or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {data!r}")
+        raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a "
+                          f"mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -185,7 +199,11 @@ def load_config(
         try:
             loaded = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            # PyYAML's own message spans several lines (context, caret): keep it to one.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise ConfigError(f"config file {path} is not valid YAML{where}: {what}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         data = _merge(data, loaded)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .data import cache_dir
 from .errors import QdistillError, unknown_name
 from .train import predict_logits
@@ -116,7 +116,7 @@ def teacher_logits(teacher: nn.Module, teacher_meta: dict[str, Any], images: tor
         tensors, _ = checkpoint.load(path)
         return tensors["logits"]
     logits = predict_logits(teacher, images).cpu()
-    if use_cache and teacher_meta.get("weights_sha256"):
+    if use_cache and teacher_meta.get("weights_sha256") and distributed.is_main():
         checkpoint.save(path, {"logits": logits},
                         {"teacher": teacher_meta.get("weights_sha256"), "n": len(images)})
     return logits

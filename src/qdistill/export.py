@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import atomic_write_bytes, atomic_write_json
+from .checkpoint import atomic_write_bytes, atomic_write_json, check_writable_dir
 from .errors import QdistillError
 from .quantum.gates import Op, apply_ops
 from .quantum.layer import QuantumLayer
@@ -297,6 +297,8 @@ def export_student(run_dir: str | Path, image: int | str | Path | np.ndarray | t
                             "directory of a 'qdistill distill' run")
     if shots is not None and (isinstance(shots, bool) or int(shots) < 1):
         raise QdistillError(f"shots must be a positive integer, got {shots!r}")
+    check_writable_dir(Path(out_dir) if out_dir is not None else run / "export",
+                       "export directory")
     student, meta = load_student(run)
     x, source, stem = _resolve_image(image, meta)
     name = meta["student"]["name"]

@@ -3,11 +3,12 @@
     qdistill reproduce paper-v1 --quick          # < 5 min on 2 cores (the README's demo)
     qdistill reproduce paper-v1                  # the full v1 grid -> results/paper-v1/
     qdistill reproduce paper-v2 --quick
+    qdistill reproduce paper-v1 --executor ray   # each run a Ray task (executors.py)
 
 Each run lives in ``OUT/runs/<run_id>/``; a run with a ``result.json`` is done and is
 not redone, and an interrupted run resumes after its last complete epoch. Teachers are
 trained first, one at a time (cached by config), then the students run on a pool of
-local processes. ``OUT/.lock`` keeps a second process off the same directory.
+local processes or as Ray tasks. ``OUT/.lock`` keeps a second process off the same directory.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import paper, report
-from .checkpoint import atomic_write_json
+from .checkpoint import atomic_write_json, check_writable_dir
 from .config import (
     DataConfig,
     DistillConfig,
@@ -36,6 +36,7 @@ from .config import (
     to_dict,
 )
 from .errors import QdistillError
+from .executors import make_executor
 from .runs import build_task
 from .student_runs import resolve_teacher, run_distill, teacher_config_for
 
@@ -64,10 +65,13 @@ class GridOptions:
 
 V1_SETTINGS = (("0-5", 3), ("0-7", 3), ("0-7", 4))
 V1_TEACHERS = ("none", "lenet", "alexnet", "ensemble")
+# The fully quantum row: without a teacher and with LeNet-5, the one teacher trained
+# with the paper's full schedule in the committed grid (the best-trained teacher).
+V1_QUANTUM_TEACHERS = ("none", "lenet")
 
 
 def _v1_setting(ds: str, classes: str, q: int, student: str = "paper-v1") -> str:
-    tag = "" if student == "paper-v1" else f", {student}"
+    tag = "" if student == "paper-v1" else ", fully quantum (avgpool + amplitude, hea x4)"
     return f"{ds} {classes}, {q} qubits{tag}"
 
 
@@ -79,28 +83,45 @@ def paper_v1_grid(opt: GridOptions) -> list[Run]:
     settings = V1_SETTINGS[:1] if opt.quick else V1_SETTINGS
     teachers = opt.teachers or (("none", "lenet") if opt.quick else V1_TEACHERS)
     seeds = range(opt.seeds or (2 if opt.quick else 3))
+    # Beyond the paper: a fully quantum student (every trainable parameter in the
+    # circuit) with and without the LeNet teacher, as an extra row per setting.
+    students = [("paper-v1", teachers)]
+    if not opt.quick:
+        students.append(("quantum", [t for t in teachers if t in V1_QUANTUM_TEACHERS]))
     runs = []
     for ds in datasets:
         for classes, q in settings:
-            for teacher in teachers:
-                t_epochs = (opt.teacher_epochs or {}).get(teacher, 10)
-                tag = "" if teacher == "none" else f"-te{t_epochs}"
-                for seed in seeds:
-                    cfg = DistillConfig()
-                    cfg.data.dataset, cfg.data.classes = ds, classes
-                    cfg.data.data_dir = opt.data_dir
-                    cfg.student = StudentConfig(
-                        name="paper-v1", qubits=q, head=opt.head,
-                        shots=paper.V1_SHOTS[(classes, q)] if opt.shots else None)
-                    # The paper's as-coded loss: CE + alpha T^2 KL, T = 3, alpha = 0.9.
-                    cfg.kd = KDConfig(teacher=teacher, temperature=3.0, alpha=0.9,
-                                      variant="paper",
-                                      teacher_epochs=t_epochs)
-                    cfg.train.seed, cfg.train.device = seed, opt.device
-                    cfg.train.epochs = opt.epochs or 10
-                    runs.append(Run(f"{ds}_{classes}_q{q}_{teacher}{tag}_s{seed}",
-                                    _v1_setting(ds, classes, q), cfg))
+            for student, student_teachers in students:
+                for teacher in student_teachers:
+                    t_epochs = (opt.teacher_epochs or {}).get(teacher, 10)
+                    tag = "" if teacher == "none" else f"-te{t_epochs}"
+                    name = "" if student == "paper-v1" else f"{student}_"
+                    for seed in seeds:
+                        runs.append(Run(f"{ds}_{classes}_q{q}_{name}{teacher}{tag}_s{seed}",
+                                        _v1_setting(ds, classes, q, student),
+                                        _v1_config(opt, ds, classes, q, student, teacher,
+                                                   t_epochs, seed)))
     return runs
+
+
+def _v1_config(opt: GridOptions, ds: str, classes: str, q: int, student: str,
+               teacher: str, t_epochs: int, seed: int) -> DistillConfig:
+    cfg = DistillConfig()
+    cfg.data.dataset, cfg.data.classes = ds, classes
+    cfg.data.data_dir = opt.data_dir
+    shots = paper.V1_SHOTS[(classes, q)] if opt.shots else None
+    if student == "paper-v1":
+        cfg.student = StudentConfig(name="paper-v1", qubits=q, head=opt.head, shots=shots)
+    else:  # avg-pooled image -> amplitude encoding -> 4 HEA layers -> log(p + 0.01)
+        cfg.student = StudentConfig(name="quantum", qubits=q, reduction="avgpool",
+                                    encoding="amplitude", ansatz="hea", layers=4,
+                                    shots=shots)
+    # The paper's as-coded loss: CE + alpha T^2 KL, T = 3, alpha = 0.9.
+    cfg.kd = KDConfig(teacher=teacher, temperature=3.0, alpha=0.9, variant="paper",
+                      teacher_epochs=t_epochs)
+    cfg.train.seed, cfg.train.device = seed, opt.device
+    cfg.train.epochs = opt.epochs or 10
+    return cfg
 
 
 # paper-v2 rows: (student, reduction, encoding); the first is the paper's best.
@@ -197,6 +218,14 @@ class DirLock:
         self.path.unlink(missing_ok=True)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset / container affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -210,7 +239,13 @@ def _alive(pid: int) -> bool:
 def _check_same_settings(run_dir: Path, cfg: DistillConfig) -> None:
     """A finished run is reused only if it ran with the settings asked for now."""
     done = json.loads((run_dir / "config.json").read_text()).get("config")
-    if done != json.loads(json.dumps(to_dict(cfg))):
+    # Compare through the dataclass, so a field added to the config since that run (with
+    # its default) does not make an old run look different.
+    try:
+        done = to_dict(from_dict(DistillConfig, done))
+    except QdistillError:
+        pass  # written by another version: the dict comparison below says it differs
+    if json.loads(json.dumps(done)) != json.loads(json.dumps(to_dict(cfg))):
         raise QdistillError(
             f"{run_dir} is a finished run with other settings than this command's (e.g. "
             "another --head or --epochs); use another --out or delete it")
@@ -245,16 +280,23 @@ def _run_one(run_id: str, setting: str, cfg_dict: dict[str, Any], out: str,
 
 
 def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
-             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run (or resume) every run of ``grid`` into ``out`` and write the report."""
+             log: Callable[[str], None] = print, executor: str = "local",
+             address: str | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) every run of ``grid`` into ``out`` and write the report.
+
+    ``executor``: ``local`` (a pool of ``workers`` processes) or ``ray`` (one Ray task
+    per run, on a local Ray instance or the cluster at ``address``; see executors.py).
+    Each run gets ``usable cores // workers`` CPU threads either way.
+    """
     if grid not in GRIDS:
         raise QdistillError(f"unknown grid {grid!r}; valid: {', '.join(GRIDS)}")
+    threads = max(1, usable_cpus() // max(1, workers))
+    pool = make_executor(executor, workers, threads, opt.device, address)
     runs = [r for r in GRIDS[grid](opt) if not opt.only or fnmatch.fnmatchcase(r.run_id, opt.only)]
     if not runs:
         raise QdistillError(f"no run of {grid} matches --only {opt.only!r}")
+    check_writable_dir(out)  # one line, not an OSError traceback, for a bad --out
     out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise QdistillError(f"output directory {out} is not writable")
     t_start = time.perf_counter()
     with DirLock(out):
         # 1. Teachers, one at a time in this process (cached by config across runs).
@@ -274,40 +316,36 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
             else:
                 todo.append(r)
         log(f"{grid}: {len(runs)} runs, {len(rows)} done, {len(todo)} to run "
-            f"on {workers} worker(s)")
+            f"on {pool.describe()}")
         failures = []
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
         args = [(r.run_id, r.setting, to_dict(r.cfg), str(out), threads) for r in todo]
-        if workers <= 1:
-            for i, a in enumerate(args, 1):
-                try:
-                    rows.append(_run_one(*a))
-                    log(f"[{i}/{len(args)}] {a[0]}: test {100 * rows[-1]['test_acc']:.2f}%")
-                except QdistillError as exc:
-                    failures.append((a[0], str(exc)))
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                futures = {pool.submit(_run_one, *a): a[0] for a in args}
-                for i, fut in enumerate(as_completed(futures), 1):
-                    try:
-                        rows.append(fut.result())
-                        log(f"[{i}/{len(args)}] {futures[fut]}: "
-                            f"test {100 * rows[-1]['test_acc']:.2f}%")
-                    except Exception as exc:  # keep the grid going; report at the end
-                        failures.append((futures[fut], "".join(
-                            traceback.format_exception_only(type(exc), exc)).strip()))
+        for i, (run_id, outcome) in enumerate(pool.run(_run_one, args) if args else (), 1):
+            if isinstance(outcome, Exception):  # keep the grid going; report at the end
+                failures.append((run_id, _describe(outcome)))
+                log(f"[{i}/{len(args)}] {run_id}: failed: {failures[-1][1]}")
+            else:
+                rows.append(outcome)
+                log(f"[{i}/{len(args)}] {run_id}: test {100 * outcome['test_acc']:.2f}%")
         # The report covers every finished run in the directory, so a grid completed
         # in parts (--teachers, --datasets subsets) ends with one table.
         done = {r["run_id"]: r for r in rows}
         for path in sorted((out / "runs").glob("*/row.json")):
             row = json.loads(path.read_text())
             done.setdefault(row["run_id"], row)
-        write_report(grid, list(done.values()), out, opt,
-                     seconds=time.perf_counter() - t_start)
+        if done:  # (none when every run failed: the error below says why)
+            write_report(grid, list(done.values()), out, opt,
+                         seconds=time.perf_counter() - t_start)
     if failures:
         raise QdistillError(f"{len(failures)} run(s) failed, e.g. {failures[0][0]}: "
                             f"{failures[0][1]}; rerun the same command to retry them")
     return rows
+
+
+def _describe(exc: Exception) -> str:
+    """A failed run's error in one line: a user error's message, else type and message."""
+    if isinstance(exc, QdistillError):
+        return str(exc)
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOptions,

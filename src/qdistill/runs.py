@@ -69,8 +69,9 @@ def train_teacher(
     log: Any = print,
 ) -> tuple[nn.Module, FitResult]:
     """Train the teacher ``cfg`` describes into ``out_dir`` (resuming if interrupted)."""
-    task = task or build_task(cfg.data, cfg.train.seed)
     out = Path(out_dir) if out_dir is not None else teacher_dir(cfg)
+    checkpoint.check_writable_dir(out, "teacher run directory")  # before any slow work
+    task = task or build_task(cfg.data, cfg.train.seed)
     seed_everything(cfg.train.seed)  # the initial weights are part of "same seed, same run"
     model = build_teacher(cfg.arch, task.num_classes, task.image_shape)
     result = fit(model, task.train, task.val, task.test, cfg.train,

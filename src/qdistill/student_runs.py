@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from . import __version__
+from . import __version__, checkpoint
 from .config import DataConfig, DistillConfig, TeacherConfig, TrainConfig, to_dict
 from .data import Task
 from .distill import KDLoss, teacher_logits
@@ -89,9 +89,13 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
 
         student, result, meta = run_distill(cfg, "runs/mine", teacher=my_cnn)
     """
-    # Check the KD settings before any slow work (a teacher may need training).
+    # Check the KD settings, the output directory and the student (names, qubits for the
+    # classes, memory) before any slow work: a teacher may need training.
     kd = KDLoss(cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant)
+    if out_dir is not None:
+        checkpoint.check_writable_dir(out_dir, "student run directory")
     task = build_task(cfg.data, cfg.train.seed)
+    build_student(cfg.student, task.num_classes, task.image_shape)  # thrown away
     if teacher is not None:
         tmeta: dict[str, Any] | None = user_teacher_meta(teacher, task)
     else:
@@ -135,7 +139,6 @@ def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     The architecture is rebuilt from the checkpoint's own metadata, and the weights must
     fit it exactly (PCA components and other buffers included).
     """
-    from . import checkpoint
     from .config import StudentConfig, from_dict
 
     p = Path(path)

@@ -12,6 +12,10 @@ Conventions every student follows:
 - Trainable parameters of the quantum circuit live under the ``quantum`` sub-module;
   everything else is classical. :func:`parameter_split` counts them that way.
 - Basis state ``|j>`` reads wire 0 as its most significant bit (PennyLane's order).
+- ``forward(x) == logits_from_circuit(circuit(circuit_input(x)))``: ``circuit_input`` is
+  the classical part before the circuit, ``logits_from_circuit`` the classical head after
+  it, so the circuit can run elsewhere (``qdistill.export_sdk``) and the head still be
+  the student's own. ``image_shape`` is the ``(C, H, W)`` a student takes.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from torch import nn
 from .config import StudentConfig
 from .errors import QdistillError, unknown_name
 from .quantum.gates import Op, ry_matrix
-from .quantum.layer import build_quantum_layer
+from .quantum.layer import Gate, build_quantum_layer, trace_gates
 from .quantum.measure import Probs
 from .quantum.memory import check_statevector_memory
+from .quantum.noise import NoisySimulator, set_noise
 from .quantum.state import product_state
 
 V1_HEADS = ("logprob", "paper")
@@ -99,8 +104,16 @@ class V1Circuit(nn.Module):
         super().__init__()
         self.qubits = qubits
         self.measure = Probs(shots=shots)
+        self.noise = None  # a quantum.noise.NoisySimulator (set_noise): run gates() under it
+
+    def gates(self, theta: torch.Tensor) -> list[Gate]:
+        """:meth:`ops` for every row of ``theta (B, n)`` at once, angles differentiable."""
+        return trace_gates(self, lambda m, row: m.ops(row), theta)
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        if self.noise is not None:
+            return self.noise.run(self.gates(theta), self.qubits, self.measure,
+                                  batch=theta.shape[0], device=theta.device)
         dtype = torch.complex64 if theta.dtype != torch.float64 else torch.complex128
         plus = torch.full((2,), 1 / math.sqrt(2), dtype=dtype, device=theta.device)  # H|0>
         vectors = ry_matrix(theta) @ plus  # (B, n, 2)
@@ -143,16 +156,24 @@ class PaperV1Student(nn.Module):
         if head not in V1_HEADS:
             raise unknown_name("paper-v1 head", head, V1_HEADS)
         self.num_classes, self.head = num_classes, head
+        self.image_shape = tuple(image_shape)
         self.class_outputs = list(range(num_classes))  # basis states |0>..|K-1>
         self.front = V1FrontEnd(image_shape, qubits)
         self.circuit = V1Circuit(qubits, shots)
 
+    def circuit_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The circuit's angles theta (B, n)."""
+        return self.front(x)
+
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """All 2^n basis-state probabilities (B, 2^n)."""
-        return self.circuit(self.front(x))
+        return self.circuit(self.circuit_input(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.probabilities(x)
+        return self.logits_from_circuit(self.probabilities(x))
+
+    def logits_from_circuit(self, p: torch.Tensor) -> torch.Tensor:
+        """The head: all 2^n basis-state probabilities (B, 2^n) -> ``forward``'s output."""
         if self.head == "paper":
             sp = torch.sigmoid(p)
             return torch.cat([sp, 1 - sp], dim=1)  # (B, 2^(n+1)); classes: first K
@@ -249,6 +270,7 @@ class PaperV2Student(nn.Module):
         if encoding not in ENCODINGS:
             raise unknown_name("encoding", encoding, ENCODINGS)
         _check_memory(qubits)
+        self.image_shape = tuple(image_shape)
         self.scale = math.pi if encoding != "amplitude" and reduction != "fc" else 1.0
         self.reduce = Reduction(reduction, image_shape, n_features(encoding, qubits))
         self.quantum = build_quantum_layer(qubits, encoding=encoding, ansatz="paper_v2",
@@ -258,8 +280,16 @@ class PaperV2Student(nn.Module):
     def fit_preprocessing(self, images: torch.Tensor) -> None:
         self.reduce.fit(images)
 
+    def circuit_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the encoding takes (B, F)."""
+        return self.scale * self.reduce(x)
+
+    def logits_from_circuit(self, z: torch.Tensor) -> torch.Tensor:
+        """The head: <Z> of every qubit (B, Q) -> logits (B, K)."""
+        return self.head(z)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.quantum(self.scale * self.reduce(x)))
+        return self.logits_from_circuit(self.quantum(self.circuit_input(x)))
 
 
 class QuantumStudent(nn.Module):
@@ -291,6 +321,7 @@ class QuantumStudent(nn.Module):
                                 f"at least {num_classes} qubits, got {qubits}")
         _check_memory(qubits)
         self.readout, self.num_classes = readout, num_classes
+        self.image_shape = tuple(image_shape)
         self.scale_in = math.pi if encoding != "amplitude" else 1.0
         self.reduce = Reduction(reduction, image_shape, n_features(encoding, qubits))
         # QCNN: pool down to the wires read out (log2 K for probs, K for z).
@@ -307,11 +338,20 @@ class QuantumStudent(nn.Module):
     def fit_preprocessing(self, images: torch.Tensor) -> None:
         self.reduce.fit(images)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.quantum(self.scale_in * self.reduce(x))[:, self.class_outputs]
+    def circuit_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the encoding takes (B, F)."""
+        return self.scale_in * self.reduce(x)
+
+    def logits_from_circuit(self, out: torch.Tensor) -> torch.Tensor:
+        """The head: the circuit's output (probabilities of the readout wires, or their
+        <Z>) -> logits (B, K)."""
+        out = out[:, self.class_outputs]
         if self.readout == "probs":
             return torch.log(out + _EPS)
         return self.scale * out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_circuit(self.quantum(self.circuit_input(x)))
 
 
 STUDENTS = ("paper-v1", "paper-v2", "quantum")
@@ -319,7 +359,25 @@ STUDENTS = ("paper-v1", "paper-v2", "quantum")
 
 def build_student(cfg: StudentConfig, num_classes: int,
                   image_shape: tuple[int, int, int]) -> nn.Module:
-    """The student ``cfg.name`` for a task of ``num_classes`` classes of ``image_shape``."""
+    """The student ``cfg.name`` for a task of ``num_classes`` classes of ``image_shape``.
+
+    With ``cfg.noise`` its circuit runs under that noise model (``quantum.noise``), in
+    training and whenever the student is rebuilt from a checkpoint.
+    """
+    noise = None
+    if cfg.noise:
+        try:
+            noise = NoisySimulator(cfg.noise, cfg.noise_method, cfg.noise_trajectories)
+        except ValueError as exc:
+            raise QdistillError(f"student.noise: {exc}") from None
+    student = _build_student(cfg, num_classes, image_shape)
+    if noise is not None:
+        set_noise(student, noise)
+    return student
+
+
+def _build_student(cfg: StudentConfig, num_classes: int,
+                   image_shape: tuple[int, int, int]) -> nn.Module:
     shape = tuple(image_shape)
     if cfg.name == "paper-v1":
         return PaperV1Student(num_classes, shape, cfg.qubits, cfg.shots, cfg.head)

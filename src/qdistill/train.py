@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .config import TrainConfig, to_dict
 from .errors import CheckpointError, QdistillError
 
@@ -62,6 +62,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise QdistillError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise QdistillError(f"device {spec!r} asked for, but this PyTorch sees no CUDA GPU")
+    if device.type == "cuda" and device.index is None and distributed.is_distributed():
+        device = torch.device("cuda", distributed.local_rank())  # one GPU per torchrun rank
     return device
 
 
@@ -218,12 +220,28 @@ def fit(
     ``out_dir`` that holds another run is refused. ``fit`` seeds everything from
     ``cfg.seed`` before training; seed before *building* the model too
     (``seed_everything``) so that its initial weights are reproducible.
+
+    Under ``torchrun`` (see :mod:`qdistill.distributed`) the model is wrapped in
+    DistributedDataParallel, ``cfg.batch_size`` is the global batch, and only rank 0
+    logs and writes files.
     """
     device = resolve_device(cfg.device)
-    seed_everything(cfg.seed, cfg.deterministic)
+    world, rank = distributed.world_size(), distributed.rank()
+    main = rank == 0
+    log = log if main else None
+    seed_everything(cfg.seed + rank, cfg.deterministic)  # rank 0 / one process: cfg.seed
+    batch_size = distributed.local_batch_size(cfg.batch_size)
     model.to(device)
+    # The model being trained, wrapped for DDP when there are several processes; `model`
+    # itself stays the plain module (selection, evaluation and state dicts use it).
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_adam(model, cfg)
     run_meta = dict(run_meta or {}, train=to_dict(cfg))
+    if world > 1:  # a DDP run resumes only with the same number of processes
+        run_meta["world_size"] = world
     run_id = json.loads(json.dumps(run_meta, sort_keys=True, default=str))
 
     x_train, y_train = train.images.to(device), train.labels.to(device)
@@ -239,7 +257,9 @@ def fit(
     out = Path(out_dir) if out_dir is not None else None
     start_epoch = 1
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        distributed.barrier()
         last = out / "last"
         if checkpoint.exists(last):
             tensors, meta = checkpoint.load(last)
@@ -250,27 +270,34 @@ def fit(
                 )
             checkpoint.load_into(model, _strip("model.", tensors), str(last))
             opt.load_state_dict(_unflatten_optimizer(tensors, meta["optim"]))
-            torch.set_rng_state(tensors["rng.torch"])
+            torch.set_rng_state(tensors["rng.torch" + (f".{rank}" if rank else "")])
             best_state = _strip("best.", tensors)
             history, best_epoch, best_val = meta["history"], meta["best_epoch"], meta["best_val"]
             start_epoch = meta["epoch"] + 1
             if log and start_epoch <= cfg.epochs:
                 log(f"{desc}: resuming {out} after epoch {meta['epoch']}")
-        checkpoint.atomic_write_json(out / "config.json", run_id)
+        if main:
+            checkpoint.atomic_write_json(out / "config.json", run_id)
 
-    steps = math.ceil(len(y_train) / cfg.batch_size)
+    # One process: the epoch order is _epoch_order itself; N processes: rank r takes
+    # positions r, r+N, ... of it (see distributed.EpochSampler).
+    sampler = distributed.EpochSampler(
+        len(y_train), lambda e: _epoch_order(len(y_train), cfg.seed, e), world, rank)
+    steps = math.ceil(sampler.num_samples / batch_size)
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        order = _epoch_order(len(y_train), cfg.seed, epoch).to(device)
+        net.train()
+        sampler.set_epoch(epoch)
+        order = sampler.indices().to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = torch.zeros((), device=device, dtype=torch.long)
         bar = tqdm(range(steps), desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=None, mininterval=1.0)
+                   disable=None if main else True, mininterval=1.0)
         for s in bar:
-            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            idx = order[s * batch_size:(s + 1) * batch_size]
             x, y = as_float(x_train[idx]), y_train[idx]
-            logits = model(x)
+            logits = net(x)
             loss = loss_fn(logits, y, soft[idx] if soft is not None else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -278,9 +305,14 @@ def fit(
             # Accumulate on the device: no host sync per step.
             loss_sum += loss.detach() * len(y)
             correct += (class_logits(model, logits.detach()).argmax(1) == y).sum()
-        train_loss = loss_sum.item() / len(y_train)
+            seen += len(y)
+        distributed.all_sum(loss_sum, correct, seen)
+        train_loss = loss_sum.item() / seen.item()
         if not math.isfinite(train_loss):
-            where = f"; the checkpoint of epoch {epoch - 1} is kept in {out}" if out else ""
+            where = ""
+            if out is not None:
+                where = (f"; the checkpoint of epoch {epoch - 1} is kept in {out}"
+                         if epoch > 1 else "; no epoch had finished, so no checkpoint")
             raise QdistillError(
                 f"{desc}: training loss became {train_loss} in epoch {epoch}{where}; "
                 "lower the learning rate or check the inputs"
@@ -290,7 +322,7 @@ def fit(
                     if test is not None else float("nan"))
         record = {
             "epoch": epoch, "train_loss": train_loss,
-            "train_acc": correct.item() / len(y_train),
+            "train_acc": correct.item() / seen.item(),
             "val_acc": val_acc, "test_acc": test_acc,
             "seconds": round(time.perf_counter() - t0, 3),
         }
@@ -305,8 +337,10 @@ def fit(
                 f"train {record['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
                 f"({record['seconds']:.1f}s)")
         if out is not None:
-            _write_epoch(out, model, opt, best_state, history, epoch, best_epoch, best_val,
-                         run_id)
+            rng_states = distributed.gather_rng_states()  # collective: every rank calls it
+            if main:
+                _write_epoch(out, model, opt, best_state, history, epoch, best_epoch,
+                             best_val, run_id, rng_states)
 
     assert best_state is not None
     model.load_state_dict(best_state)
@@ -317,23 +351,26 @@ def fit(
         paper_best_test_acc=max(h["test_acc"] for h in history),
         out_dir=str(out) if out else None,
     )
-    if out is not None:
+    if out is not None and main:
         checkpoint.save(out / "best", model.state_dict(),
                         dict(run_meta, metrics=result.summary()))
         checkpoint.atomic_write_json(out / "result.json", dict(result.summary(),
                                                                history=history))
+    distributed.barrier()  # the other ranks may read the best checkpoint next
     return result
 
 
 def _write_epoch(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
                  best_state: dict[str, torch.Tensor] | None, history: list[dict[str, float]],
-                 epoch: int, best_epoch: int, best_val: float, run_id: Any) -> None:
+                 epoch: int, best_epoch: int, best_val: float, run_id: Any,
+                 rng_states: list[torch.Tensor]) -> None:
     opt_tensors, opt_meta = _flatten_optimizer(opt)
     tensors = {
         **_prefixed("model.", model.state_dict()),
         **_prefixed("best.", best_state or {}),
         **opt_tensors,
-        "rng.torch": torch.get_rng_state(),
+        # rank 0 (or the one process) under "rng.torch", rank r > 0 under "rng.torch.r"
+        **{"rng.torch" + (f".{r}" if r else ""): st for r, st in enumerate(rng_states)},
     }
     lines = "".join(json.dumps(h) + "\n" for h in history)
     checkpoint.atomic_write_bytes(out / "metrics.jsonl", lines.encode())

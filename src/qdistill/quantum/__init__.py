@@ -12,6 +12,8 @@ the basis index (PennyLane's order). Building blocks:
 - ``measure``: :class:`ExpvalZ`, :class:`Probs` (exact or shots), :func:`parameter_shift`.
 - ``layer``: :class:`QuantumLayer`, :class:`ReUploading`, :func:`build_quantum_layer`.
 - ``memory``: :func:`statevector_bytes`, :func:`check_statevector_memory`.
+- ``noise``: :class:`NoiseModel` (depolarizing, amplitude damping, readout; presets),
+  exact density matrices or seeded trajectories, :func:`set_noise`, :func:`noisy`.
 """
 
 from .ansatz import Ansatz, Circuit, HardwareEfficient, PaperV2Block, StronglyEntangling
@@ -38,7 +40,7 @@ from .gates import (
     y,
     z,
 )
-from .layer import QuantumLayer, ReUploading, build_quantum_layer
+from .layer import Gate, QuantumLayer, ReUploading, build_quantum_layer
 from .measure import (
     ExpvalZ,
     Measurement,
@@ -50,6 +52,7 @@ from .measure import (
     sample_frequencies,
 )
 from .memory import available_memory_bytes, check_statevector_memory, statevector_bytes
+from .noise import NoiseModel, NoisySimulator, density_matrix, noisy, set_noise, set_shots
 from .qcnn import QCNN
 from .state import (
     apply_diagonal,
@@ -71,8 +74,11 @@ __all__ = [
     "DenseEncoding",
     "Encoding",
     "ExpvalZ",
+    "Gate",
     "HardwareEfficient",
     "Measurement",
+    "NoiseModel",
+    "NoisySimulator",
     "Op",
     "PaperV2Block",
     "Probs",
@@ -94,9 +100,11 @@ __all__ = [
     "cry",
     "crz",
     "cz",
+    "density_matrix",
     "expval_z",
     "gate_matrix",
     "h",
+    "noisy",
     "parameter_shift",
     "probabilities",
     "product_state",
@@ -106,6 +114,8 @@ __all__ = [
     "rz",
     "sample_counts",
     "sample_frequencies",
+    "set_noise",
+    "set_shots",
     "statevector_bytes",
     "swap",
     "u3",

@@ -137,6 +137,17 @@ def _uniformly_controlled_ry(alpha: torch.Tensor, target: int) -> list[Op]:
     k = target
     if k == 0:
         return [Op("ry", (target,), float(alpha[0]))]
+    m, changed = gray_walsh(k)
+    theta = (m.to(alpha.dtype).T @ alpha) / 2**k
+    out: list[Op] = []
+    for j, bit in enumerate(changed):
+        out += [Op("ry", (target,), float(theta[j])), Op("cx", (k - 1 - bit, target))]
+    return out
+
+
+def gray_walsh(k: int) -> tuple[torch.Tensor, list[int]]:
+    """``M[p, j] = (-1)^popcount(p & gray(j))`` (float64) and, for each step ``j``, the
+    bit of the Gray code that flips after it (the CX control of the Mottonen circuit)."""
     size = 2**k
     idx = torch.arange(size)
     gray = idx ^ (idx >> 1)
@@ -144,14 +155,8 @@ def _uniformly_controlled_ry(alpha: torch.Tensor, target: int) -> list[Op]:
     parity = torch.zeros_like(dots)
     for b in range(k):
         parity ^= (dots >> b) & 1
-    m = (1 - 2 * parity).to(alpha.dtype)
-    theta = (m.T @ alpha) / size
-    out: list[Op] = []
-    for j in range(size):
-        out.append(Op("ry", (target,), float(theta[j])))
-        changed = int(gray[j] ^ gray[(j + 1) % size]).bit_length() - 1  # bit that flips
-        out.append(Op("cx", (k - 1 - changed, target)))
-    return out
+    changed = [int(gray[j] ^ gray[(j + 1) % size]).bit_length() - 1 for j in range(size)]
+    return (1 - 2 * parity).double(), changed
 
 
 _FIRST_COLUMN = {"x": rx_matrix, "y": ry_matrix, "z": rz_matrix}

@@ -9,26 +9,174 @@ Example (v2 student, 8 qubits, amplitude encoding, <Z> of every qubit)::
     layer = build_quantum_layer(8, encoding="amplitude", ansatz="paper_v2")
     z = layer(features)             # (B, 256) -> (B, 8)
     ops = layer.ops(features[0])    # [Op(name, wires, angle)]: encoding + ansatz gates
+    gates = layer.gates(features)   # the same gates for the whole batch, angles as tensors
+
+A noisy simulator (:mod:`~qdistill.quantum.noise`) attached as ``layer.noise`` runs
+``layer.gates(x)`` instead of the fused statevector path; see :func:`trace_gates`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from .ansatz import Ansatz, HardwareEfficient, PaperV2Block, StronglyEntangling
-from .encodings import AmplitudeEncoding, AngleEncoding, DenseEncoding, Encoding
+from .encodings import (
+    AmplitudeEncoding,
+    AngleEncoding,
+    DenseEncoding,
+    Encoding,
+    gray_walsh,
+)
 from .gates import Op
 from .measure import ExpvalZ, Measurement, Probs
 from .qcnn import QCNN
 from .state import flat
 
-__all__ = ["QuantumLayer", "ReUploading", "build_quantum_layer"]
+__all__ = ["Gate", "QuantumLayer", "ReUploading", "amplitude_gates", "build_quantum_layer",
+           "trace_gates"]
 
 # fuse="auto" composes the ansatz into one 2**n x 2**n matrix only up to this dimension.
 FUSE_MAX_DIM = 64
+
+
+class Gate(NamedTuple):
+    """One gate of a batched gate list: the gate of ``ops(x[i])`` for every row ``i`` at once.
+
+    ``params`` holds one entry per angle: a 0-d tensor (shared by the batch, e.g. a trained
+    weight), a ``(B,)`` tensor (one angle per sample, e.g. an encoded feature) or a float
+    (a constant). Tensors keep their autograd history, so simulating the list is
+    differentiable in the weights and in the features.
+    """
+
+    name: str  # a simulator gate name (see gates.GATES); an Op's "u" becomes "u3"
+    wires: tuple[int, ...]
+    params: tuple[torch.Tensor | float, ...] = ()
+
+
+# Tracing codes: ops() is run with every feature and parameter replaced by base + index.
+# Integers below 2**24 are exact in float32, so a copied angle reads back its index.
+_TRACE_BASES = (2.0**20, 2.0**21)
+_TEMPLATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _OpsCall(nn.Module):
+    def __init__(self, module: nn.Module, call: Callable[[Any, torch.Tensor], list[Op]]):
+        super().__init__()
+        self.inner, self.call = module, call
+
+    def forward(self, row: torch.Tensor) -> list[Op]:
+        return self.call(self.inner, row)
+
+
+def _template(module: nn.Module, call: Callable, n_features: int, dtype: torch.dtype
+              ) -> list[tuple[str, tuple[int, ...], tuple[tuple[str, Any], ...]]]:
+    named = list(module.named_parameters())
+    total = n_features + sum(p.numel() for _, p in named)
+    if total >= _TRACE_BASES[0]:
+        raise ValueError(f"cannot trace a circuit with {total} features + parameters")
+    traces = []
+    for base in _TRACE_BASES:
+        codes = base + torch.arange(total, dtype=torch.float64)
+        params, k = {}, n_features
+        for name, p in named:
+            params["inner." + name] = codes[k:k + p.numel()].view(p.shape).to(p.dtype)
+            k += p.numel()
+        with torch.no_grad():
+            traces.append(functional_call(_OpsCall(module, call), params,
+                                          (codes[:n_features].to(dtype),)))
+    template = []
+    for i, (a, b) in enumerate(zip(*traces, strict=True)):
+        if (a.name, tuple(a.wires)) != (b.name, tuple(b.wires)):
+            raise ValueError(f"{type(module).__name__}.ops() is not a fixed gate list")
+        angles = [() if op.angle is None else op.angle if isinstance(op.angle, tuple)
+                  else (op.angle,) for op in (a, b)]
+        sources = []
+        for va, vb in zip(*angles, strict=True):
+            idx = va - _TRACE_BASES[0]
+            if va == vb:
+                sources.append(("const", float(va)))
+            elif idx == vb - _TRACE_BASES[1] and idx.is_integer() and 0 <= idx < total:
+                j = int(idx)
+                sources.append(("x", j) if j < n_features else ("p", j - n_features))
+            else:
+                raise ValueError(f"gate {i} ({a.name}) of {type(module).__name__}.ops(): its "
+                                 "angle is not a copy of one feature or parameter, so it "
+                                 "cannot be traced")
+        template.append(({"u": "u3"}.get(a.name, a.name), tuple(a.wires), tuple(sources)))
+    return template
+
+
+def trace_gates(module: nn.Module, call: Callable[[Any, torch.Tensor], list[Op]],
+                features: torch.Tensor, key: str = "ops") -> list[Gate]:
+    """The gate list ``call(module, row)`` (e.g. ``module.ops(row)``) for every row of
+    ``features (B, F)`` at once, with differentiable angles.
+
+    ``ops()`` lists concrete floats; this finds where each one comes from by running it
+    twice with every feature and parameter replaced by a distinct code (the module is
+    not modified: ``torch.func.functional_call``). Each angle must be a constant or a
+    verbatim copy of one feature (becomes ``features[:, j]``) or one parameter entry
+    (becomes that entry of the live parameter); anything else is refused. The
+    structure is cached per module, ``key`` and feature width.
+    """
+    cache = _TEMPLATES.setdefault(module, {})
+    ck = (key, features.shape[1], features.dtype)
+    if ck not in cache:
+        code_dtype = features.dtype if features.is_floating_point() else torch.float32
+        cache[ck] = _template(module, call, features.shape[1], code_dtype)
+    params = [p.reshape(-1) for p in module.parameters()]
+    flat = torch.cat(params) if params else None
+    out = []
+    for name, wires, sources in cache[ck]:
+        vals = tuple(features[:, i] if kind == "x" else flat[i] if kind == "p" else i
+                     for kind, i in sources)
+        out.append(Gate(name, wires, vals))
+    return out
+
+
+def _safe_norm(v: torch.Tensor) -> torch.Tensor:
+    """``||v||`` over the last axis, with gradient 0 (not NaN) at 0."""
+    s = v.square().sum(-1)
+    pos = s > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), 0.0)
+
+
+def _safe_atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    zero = (x == 0) & (y == 0)
+    return torch.where(zero, 0.0, torch.atan2(y, torch.where(zero, torch.ones_like(x), x)))
+
+
+def amplitude_gates(features: torch.Tensor, n_qubits: int) -> list[Gate]:
+    """Batched :meth:`AmplitudeEncoding.ops`: the Mottonen RY/CX circuit preparing
+    ``x / ||x||`` for every row of real ``features (B, 2**n)``, angles differentiable."""
+    batch = features.shape[0]
+    norm = _safe_norm(features)
+    if bool((norm == 0).any()):
+        zero = (norm == 0).nonzero().flatten().tolist()[:10]
+        raise ValueError(f"AmplitudeEncoding: sample(s) {zero} of the batch have zero norm, "
+                         "so they define no quantum state")
+    a = features / norm[:, None]
+    out: list[Gate] = []
+    for k in range(n_qubits):
+        tree = a.view(batch, 2**k, 2, 2 ** (n_qubits - k - 1))
+        if k < n_qubits - 1:
+            left, right = _safe_norm(tree[:, :, 0]), _safe_norm(tree[:, :, 1])
+        else:
+            left, right = tree[:, :, 0, 0], tree[:, :, 1, 0]
+        alpha = 2 * _safe_atan2(right, left)  # (B, 2**k)
+        if k == 0:
+            out.append(Gate("ry", (0,), (alpha[:, 0],)))
+            continue
+        m, changed = gray_walsh(k)
+        theta = alpha @ m.to(alpha.dtype) / 2**k
+        for j, bit in enumerate(changed):
+            out += [Gate("ry", (k,), (theta[:, j],)), Gate("cx", (k - 1 - bit, k))]
+    return out
 
 
 class ReUploading(nn.Module):
@@ -101,6 +249,9 @@ class QuantumLayer(nn.Module):
             raise ValueError(f"ansatz acts on {ansatz.n_qubits} qubits, encoding on "
                              f"{self.n_qubits}")
         self.fuse = fuse
+        # A noisy simulator (quantum.noise.NoisySimulator, set by quantum.noise.set_noise):
+        # forward then runs gates(x) under its noise model. Not state: never saved.
+        self.noise: Any = None
 
     @property
     def output_size(self) -> int:
@@ -128,12 +279,28 @@ class QuantumLayer(nn.Module):
         return self.ansatz(state)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.noise is not None:
+            return self.noise.run(self.gates(x), self.n_qubits, self.measurement,
+                                  batch=x.shape[0], device=x.device)
         return self.measurement(self.state(x))
 
     def ops(self, x: torch.Tensor) -> list[Op]:
         """Gates for one sample ``x (F,)``: encoding then ansatz (no measurement)."""
         out = list(self.encoding.ops(x))
         return out + (self.ansatz.ops() if self.ansatz is not None else [])
+
+    def gates(self, x: torch.Tensor) -> list[Gate]:
+        """The gates of ``ops(x[i])`` for every row of ``x (B, F)`` at once, angles as
+        tensors (differentiable in the weights and in ``x``); see :func:`trace_gates`."""
+        enc = self.encoding.encoding if isinstance(self.encoding, ReUploading) else self.encoding
+        feats, _ = enc._prepare(x)  # checked, padded, cast like the encoding does
+        if isinstance(enc, AmplitudeEncoding):  # angles are not copies of the features
+            if feats.is_complex():
+                raise NotImplementedError("gate lists exist for real amplitudes only")
+            tail = [] if self.ansatz is None else trace_gates(
+                self.ansatz, lambda m, _row: m.ops(), feats[:, :0], key="ansatz")
+            return amplitude_gates(feats, self.n_qubits) + tail
+        return trace_gates(self, lambda m, row: m.ops(row), feats)
 
 
 _ENCODINGS = {"amplitude": AmplitudeEncoding, "angle": AngleEncoding, "dense": DenseEncoding,

@@ -35,6 +35,7 @@ __all__ = [
     "Measurement",
     "Probs",
     "expval_z",
+    "marginal_probabilities",
     "parameter_shift",
     "probabilities",
     "sample_counts",
@@ -59,9 +60,13 @@ def probabilities(state: torch.Tensor, wires: Sequence[int] | None = None) -> to
     Index ``j`` of the result reads ``wires[0]`` as its most significant bit (as
     ``qml.probs(wires=...)``); other wires are summed out.
     """
-    n = state.dim() - 1
+    return _marginal(state.real.square() + state.imag.square(), wires)
+
+
+def _marginal(p: torch.Tensor, wires: Sequence[int] | None) -> torch.Tensor:
+    """``p (B, 2, ..., 2)`` -> ``(B, 2**k)`` over ``wires``, ``wires[0]`` the MSB."""
+    n = p.dim() - 1
     wires = _wires(wires, n)
-    p = state.real.square() + state.imag.square()
     others = [w + 1 for w in range(n) if w not in wires]
     if others:
         p = p.sum(dim=others)
@@ -69,6 +74,14 @@ def probabilities(state: torch.Tensor, wires: Sequence[int] | None = None) -> to
     if ordered != wires:
         p = p.permute(0, *[1 + ordered.index(w) for w in wires])
     return p.reshape(p.shape[0], -1)
+
+
+def marginal_probabilities(probs: torch.Tensor, wires: Sequence[int] | None = None
+                           ) -> torch.Tensor:
+    """Probabilities ``(B, 2**n)`` of all wires -> ``(B, 2**k)`` of ``wires``, ordered as
+    :func:`probabilities` orders them (``wires[0]`` the most significant bit)."""
+    n = int(round(math.log2(probs.shape[-1])))
+    return _marginal(probs.reshape(probs.shape[0], *([2] * n)), wires)
 
 
 def z_signs(n_qubits: int, device: torch.device | str | None = None,
@@ -140,7 +153,34 @@ def sample_frequencies(probs: torch.Tensor, shots: int,
     return freq
 
 
-class Measurement(nn.Module):
+class SeededSampling:
+    """Per-device ``torch.Generator`` s for sampling (shots, noise trajectories).
+
+    ``seed=None`` draws the seed from torch's global RNG the first time samples are
+    needed, so ``torch.manual_seed`` fixes it; generators advance from call to call
+    (fresh noise each step, same sequence per seed); :meth:`reseed` restarts them. One
+    generator per device keeps the CPU and CUDA streams apart.
+    """
+
+    seed: int | None
+    _generators: dict[str, torch.Generator]
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the sampling sequence from ``seed`` (``None``: draw from torch RNG)."""
+        self.seed = seed
+        self._generators.clear()
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The generator used for sampling on ``device`` (created on first use)."""
+        key = str(device)
+        if key not in self._generators:
+            if self.seed is None:
+                self.seed = int(torch.randint(0, 2**62, (1,)).item())
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+
+class Measurement(SeededSampling, nn.Module):
     """Base for measurements: holds ``wires``, ``shots`` and a per-device generator.
 
     ``seed=None`` draws the seed from torch's global RNG the first time samples are
@@ -159,27 +199,22 @@ class Measurement(nn.Module):
         self.seed = seed
         self._generators: dict[str, torch.Generator] = {}
 
-    def reseed(self, seed: int | None) -> None:
-        """Restart the shot-noise sequence from ``seed`` (``None``: draw from torch RNG)."""
-        self.seed = seed
-        self._generators.clear()
-
-    def generator(self, device: torch.device) -> torch.Generator:
-        """The generator used for sampling on ``device`` (created on first use)."""
-        key = str(device)
-        if key not in self._generators:
-            if self.seed is None:
-                self.seed = int(torch.randint(0, 2**62, (1,)).item())
-            g = torch.Generator(device=device)
-            g.manual_seed(self.seed)
-            self._generators[key] = g
-        return self._generators[key]
-
     def _probs(self, state: torch.Tensor) -> torch.Tensor:
         p = probabilities(state, self.wires)
         if self.shots is None:
             return p
         return sample_frequencies(p, self.shots, self.generator(p.device))
+
+    def from_probabilities(self, p: torch.Tensor) -> torch.Tensor:
+        """The measurement's output given the probabilities ``(B, 2**k)`` of its wires
+        (e.g. computed under noise): frequencies of ``shots`` draws if shots are set
+        (straight-through gradient), then the subclass's read-out."""
+        if self.shots is not None:
+            p = sample_frequencies(p, self.shots, self.generator(p.device))
+        return self._readout(p)
+
+    def _readout(self, p: torch.Tensor) -> torch.Tensor:
+        return p
 
     def extra_repr(self) -> str:
         return f"wires={self.wires}, shots={self.shots}, seed={self.seed}"
@@ -208,6 +243,10 @@ class ExpvalZ(Measurement):
 
     def output_size(self, n_qubits: int) -> int:
         return len(_wires(self.wires, n_qubits))
+
+    def _readout(self, p: torch.Tensor) -> torch.Tensor:
+        k = int(round(math.log2(p.shape[-1])))
+        return p @ z_signs(k, p.device, p.dtype)
 
 
 def parameter_shift(fn: Callable[[torch.Tensor], torch.Tensor], params: torch.Tensor,

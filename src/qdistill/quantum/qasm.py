@@ -34,7 +34,9 @@ def _angle(value: float) -> str:
     return repr(value)
 
 
-def _statement(op: Op, n_qubits: int) -> str:
+def standard_gate(op: Op, n_qubits: int) -> tuple[str, tuple[int, ...], tuple[float, ...]]:
+    """(OpenQASM 3 stdgates name, wires, angles) of one Op, checked against QASM_GATES
+    (also the gate names Qiskit uses); ``ValueError`` when it does not fit."""
     name, wires, angle = (tuple(op) + (None,))[:3]
     if name not in QASM_GATES:
         raise ValueError(f"gate {name!r} has no OpenQASM 3 standard-library form; "
@@ -43,9 +45,14 @@ def _statement(op: Op, n_qubits: int) -> str:
     wires = tuple(int(w) for w in wires)
     if len(wires) != n_wires or any(not 0 <= w < n_qubits for w in wires):
         raise ValueError(f"{name} on wires {wires}: needs {n_wires} wire(s) in 0..{n_qubits - 1}")
-    angles = [] if n_angles == 0 else list(angle) if n_angles > 1 else [angle]
+    angles = () if n_angles == 0 else tuple(angle) if n_angles > 1 else (angle,)
     if len(angles) != n_angles or any(a is None for a in angles):
         raise ValueError(f"{name} takes {n_angles} angle(s), got {angle!r}")
+    return qasm_name, wires, tuple(float(a) for a in angles)
+
+
+def _statement(op: Op, n_qubits: int) -> str:
+    qasm_name, wires, angles = standard_gate(op, n_qubits)
     params = f"({', '.join(_angle(a) for a in angles)})" if angles else ""
     return f"{qasm_name}{params} {', '.join(f'q[{w}]' for w in wires)};"
 

@@ -1,0 +1,81 @@
+"""CPU vs CUDA: the same numbers to 1e-4 (skipped without a CUDA GPU).
+
+Every student, the teachers, and a short training run of `fit` (the distillation
+loss included) on both devices from the same initial weights and the same data.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from qdistill.config import StudentConfig, TrainConfig
+from qdistill.data import make_task
+from qdistill.distill import KDLoss
+from qdistill.students import build_student
+from qdistill.teachers import build_teacher
+from qdistill.train import as_float, fit, seed_everything
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+STUDENTS = [
+    StudentConfig(name="paper-v1", qubits=3, head="logprob"),
+    StudentConfig(name="paper-v1", qubits=3, head="paper"),
+    StudentConfig(name="paper-v2", qubits=4, reduction="fc", encoding="amplitude"),
+    StudentConfig(name="paper-v2", qubits=4, reduction="pca", encoding="angle"),
+    StudentConfig(name="paper-v2", qubits=4, reduction="avgpool", encoding="dense"),
+    StudentConfig(name="quantum", qubits=4, reduction="avgpool", encoding="amplitude"),
+]
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_task("digits", "0-3", train_per_class=32, test_per_class=16,
+                     val_per_class=8)
+
+
+@pytest.mark.parametrize("cfg", STUDENTS, ids=lambda c: f"{c.name}-{c.reduction}-{c.encoding}")
+def test_student_forward_cpu_equals_cuda(cfg, task):
+    seed_everything(0)
+    if cfg.name == "paper-v1":  # its conv front end needs >= 16x16 images
+        student, x = build_student(cfg, 6, (1, 28, 28)), torch.rand(16, 1, 28, 28)
+    else:
+        student = build_student(cfg, task.num_classes, task.image_shape)
+        x = as_float(task.test.images[:16])
+    if hasattr(student, "fit_preprocessing"):
+        student.fit_preprocessing(task.train.float_images())
+    student.eval()  # no dropout: both devices see the same network
+    cpu = student(x)
+    gpu = copy.deepcopy(student).cuda()(x.cuda())
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_teacher_forward_cpu_equals_cuda():
+    seed_everything(0)
+    for arch in ("lenet", "alexnet"):
+        model = build_teacher(arch, 6, (1, 28, 28)).eval()
+        x = torch.rand(4, 1, 28, 28)
+        with torch.no_grad():
+            cpu, gpu = model(x), copy.deepcopy(model).cuda()(x.cuda())
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_distillation_run_cpu_equals_cuda(task):
+    seed_everything(0)
+    student = build_student(StudentConfig(name="paper-v2", qubits=4), task.num_classes,
+                            task.image_shape)
+    soft = torch.randn(len(task.train.labels), task.num_classes, generator=torch.Generator()
+                       .manual_seed(1)) * 3
+    histories = []
+    for device in ("cpu", "cuda"):
+        model = copy.deepcopy(student)
+        result = fit(model, task.train, task.val, task.test,
+                     TrainConfig(epochs=2, batch_size=16, device=device, deterministic=True),
+                     loss_fn=KDLoss(3.0, 0.9), soft_targets=soft, log=None)
+        assert next(model.parameters()).device.type == device
+        histories.append(result.history)
+    for a, b in zip(*histories, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-4)
+        for key in ("train_acc", "val_acc", "test_acc"):
+            assert a[key] == pytest.approx(b[key], abs=1e-4)

@@ -1,0 +1,121 @@
+"""Robustness evaluation of real trained students (digits, a 4-qubit fully quantum
+student): exact vs shots vs noise, the `qdistill evaluate` CLI, noise-aware training."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from qdistill.cli import main
+from qdistill.config import DistillConfig, load_config
+from qdistill.robustness import mean_accuracy, robustness_rows
+from qdistill.student_runs import load_student, run_distill
+
+TINY = ["student.name=quantum", "student.qubits=4", "student.reduction=avgpool",
+        "student.layers=3", "kd.teacher=none", "data.dataset=digits", "data.classes=0-3",
+        "data.train_per_class=30", "data.test_per_class=20", "data.val_per_class=10",
+        "train.batch_size=8", "train.lr=0.05", "train.device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def student_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("robust") / "run"
+    cfg = load_config(DistillConfig, None, [*TINY, "train.epochs=5"])
+    _, result, _ = run_distill(cfg, out, log=None)
+    return out, result
+
+
+def test_noise_zero_is_exact_and_full_depolarizing_is_chance(student_run):
+    run, result = student_run
+    # depolarizing=0.75 (and 15/16 on two qubits) leaves the completely mixed state
+    # after every gate: all four class probabilities tie, argmax takes class 0, and
+    # the balanced test split gives exactly 1/4.
+    full = "depolarizing=0.75,depolarizing2=0.9375"
+    rows = robustness_rows([run], [200], ["depolarizing=0", "depolarizing=0.02", full],
+                           seeds=2)
+    exact = mean_accuracy(rows, "exact")
+    assert exact == pytest.approx(result.test_acc)  # the run's own number
+    assert exact > 0.6  # well above chance, so the comparisons below mean something
+    assert mean_accuracy(rows, "depolarizing=0") == exact
+    assert mean_accuracy(rows, full) == pytest.approx(0.25)
+    assert mean_accuracy(rows, f"{full} + shots=200") < exact - 0.15
+    assert abs(mean_accuracy(rows, "depolarizing=0.02") - exact) < 0.15
+    # 1 exact + 2 shot seeds + 3 noise (density: deterministic) + 3 x 2 noise + shots.
+    assert len(rows) == 1 + 2 + 3 + 6
+    seeds = [r["seed"] for r in rows if r["setting_label"] == "shots=200"]
+    assert seeds == [0, 1]
+
+
+def test_evaluate_cli_writes_files(student_run, tmp_path, capsys):
+    run, _ = student_run
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--run", str(run), "--shots", "50,500", "--noise",
+                 "depolarizing=0.01", "--noise", "preset:ibm-heron", "--seeds", "2",
+                 "--method", "trajectories", "--trajectories", "16", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| setting | run |" in text and "preset:ibm-heron + shots=500" in text
+    with open(out / "robustness.csv") as f:
+        rows = list(csv.DictReader(f))
+    # exact once; shots, trajectories and noise + shots with 2 seeds each.
+    assert len(rows) == 1 + 2 * 2 + 2 * 2 + 4 * 2
+    assert {r["method"] for r in rows} == {"", "trajectories"}
+    md = (out / "robustness.md").read_text()
+    assert "± " in md and "(n=2)" in md
+    assert (out / "robustness.png").stat().st_size > 10_000
+
+
+def test_grid_robustness_pools_runs_per_teacher(student_run, tmp_path):
+    import shutil
+
+    from qdistill.robustness import grid_robustness
+
+    run, _ = student_run
+    for seed in (0, 1):  # a reproduce directory: OUT/runs/<id>/ with row.json
+        dst = tmp_path / "runs" / f"digits_none_s{seed}"
+        shutil.copytree(run, dst)
+        (dst / "row.json").write_text(json.dumps({"setting": "digits 0-3, 4 qubits"}))
+    paths = grid_robustness(tmp_path, [50], ["depolarizing=0.01"], seeds=2, log=None)
+    md = paths["md"].read_text()
+    assert "## digits 0-3, 4 qubits" in md and "| setting | none |" in md
+    assert "over runs" in md and "(n=2)" in md  # two runs pooled, each averaged first
+    assert paths["png"].stat().st_size > 10_000
+
+
+def test_evaluate_bad_noise_is_one_line_error(student_run, capsys):
+    run, _ = student_run
+    assert main(["evaluate", "--run", str(run), "--noise", "depolarising=0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "valid keys: depolarizing, depolarizing2, damping" in err
+    assert main(["evaluate", "--run", str(run), "--noise", "readout=2"]) == 2
+    assert "must be in [0, 1]" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run), "--shots", "ten"]) == 2
+    assert "give integers" in capsys.readouterr().err
+
+
+def test_noise_aware_training_and_checkpoint_round_trip(tmp_path, capsys):
+    out = tmp_path / "noisy"
+    args = ["distill", "--out", str(out), "--epochs", "2"] + [
+        a for kv in TINY for a in ("--set", kv)] + [
+        "--set", "student.noise=depolarizing=0.02,depolarizing2=0.05,damping=0.01,readout=0.02"]
+    assert main(args) == 0
+    history = json.loads((out / "result.json").read_text())["history"]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    model, meta = load_student(out)
+    assert meta["student"]["noise"].startswith("depolarizing=0.02")
+    assert model.quantum.noise is not None and model.quantum.noise.method == "density"
+    x = torch.rand(5, 1, 8, 8)
+    again, _ = load_student(out)
+    assert torch.equal(model(x), again(x))  # density noise is deterministic
+    noisy_out = model(x)
+    model.quantum.noise = None
+    assert not torch.allclose(model(x), noisy_out)  # the noise was really in the loop
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    capsys.readouterr()
+    bad = [a for a in args if a != str(out)] + ["--set", "student.noise=dep=1"]
+    bad[bad.index("--out") + 1:bad.index("--out") + 1] = [str(tmp_path / "bad")]
+    assert main(bad) == 2
+    assert "student.noise: noise 'dep=1': unknown item" in capsys.readouterr().err
