@@ -119,3 +119,23 @@ def test_noise_aware_training_and_checkpoint_round_trip(tmp_path, capsys):
     bad[bad.index("--out") + 1:bad.index("--out") + 1] = [str(tmp_path / "bad")]
     assert main(bad) == 2
     assert "student.noise: noise 'dep=1': unknown item" in capsys.readouterr().err
+
+
+def test_kd_robustness_table_pairs_by_row_and_seed():
+    from qdistill.robustness import kd_robustness_table
+
+    def row(group, seed, teacher, label, acc):
+        return {"group": group, "train_seed": seed, "teacher": teacher, "classes": "0-3",
+                "setting_label": label, "test_acc": acc, "student": "paper-v1"}
+
+    rows = []
+    # Baselines lose 0.10 at 100 shots, distilled students 0.04 and 0.06: -0.06, -0.04.
+    for g, (kd_loss, base_loss) in {"a": (0.04, 0.10), "b": (0.06, 0.10)}.items():
+        rows += [row(g, 0, "none", "exact", 0.9), row(g, 0, "none", "shots=100", 0.9 - base_loss),
+                 row(g, 0, "lenet", "exact", 0.8), row(g, 0, "lenet", "shots=100", 0.8 - kd_loss)]
+    # A collapsed distilled run (exact at chance) is left out of the pairs.
+    rows += [row("c", 0, "none", "exact", 0.9), row("c", 0, "none", "shots=100", 0.5),
+             row("c", 0, "lenet", "exact", 0.25), row("c", 0, "lenet", "shots=100", 0.25)]
+    table = kd_robustness_table(rows)
+    line = next(ln for ln in table.splitlines() if ln.startswith("| shots=100"))
+    assert "-5.00 [" in line and "(n=2)" in line  # mean of -6 and -4 points

@@ -351,6 +351,10 @@ def _describe(exc: Exception) -> str:
 def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOptions,
                  seconds: float) -> str:
     """runs.csv, table.md, curves.png and gains.png in ``out``; returns the table text."""
+    # Rows in the grid's own order (dataset, setting, student, teacher, seed), whatever
+    # order the runs finished in; rows of other settings go last.
+    order = {r.run_id: i for i, r in enumerate(GRIDS[grid](GridOptions()))}
+    rows = sorted(rows, key=lambda r: (order.get(r["run_id"], len(order)), r["run_id"]))
     present = {r["teacher"] for r in rows}
     teachers = [t for t in V1_TEACHERS if t in present] + sorted(present - set(V1_TEACHERS))
     paper_table = PAPER_TABLES[grid]()

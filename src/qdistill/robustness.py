@@ -224,6 +224,46 @@ def _plot(rows: Sequence[dict[str, Any]], column: str, groups: list[str], path: 
     plt.close(fig)
 
 
+def kd_robustness_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown: is a distilled student more or less robust than its baseline?
+
+    For every run, its accuracy loss under a setting is ``exact - setting`` (mean over
+    the evaluation seeds). Each distilled run is paired with the baseline (teacher
+    ``none``) of the same grid row and training seed; the cell is the mean of
+    ``loss(teacher) - loss(none)`` in points with its 95% t interval over the pairs,
+    pooled over grid rows. Negative: the distilled student loses less. Runs whose exact
+    accuracy is at chance (collapsed, < 1.5/K) are left out, as their loss is ~0.
+    """
+    from .report import collapsed, t_interval
+
+    acc: dict[tuple[str, str, str, str], list[float]] = {}
+    for r in rows:
+        key = (r["group"], str(r["train_seed"]), str(r["teacher"]), r["setting_label"])
+        acc.setdefault(key, []).append(float(r["test_acc"]))
+    mean = {k: float(np.mean(v)) for k, v in acc.items()}
+    ok = {k[:3] for k in mean if k[3] == "exact" and not collapsed(
+        {"test_acc": mean[k], "classes": next(r["classes"] for r in rows
+                                              if r["group"] == k[0])})}
+    settings = [s for s in dict.fromkeys(r["setting_label"] for r in rows) if s != "exact"]
+    teachers = sorted({k[2] for k in ok} - {"none"})
+    lines = ["| setting | " + " | ".join(f"{t} - none" for t in teachers) + " |",
+             "|" + "---|" * (len(teachers) + 1)]
+    for s in settings:
+        cells = []
+        for t in teachers:
+            diffs = [(mean[(g, sd, t, "exact")] - mean[(g, sd, t, s)])
+                     - (mean[(g, sd, "none", "exact")] - mean[(g, sd, "none", s)])
+                     for g, sd, tt in ok if tt == t and (g, sd, "none") in ok
+                     and (g, sd, t, s) in mean and (g, sd, "none", s) in mean]
+            if not diffs:
+                cells.append("")
+                continue
+            m, lo, hi = (100 * v for v in t_interval(diffs))
+            cells.append(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={len(diffs)})")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_robustness(rows: Sequence[dict[str, Any]], out: str | Path, column: str = "run",
                      title: str = "Robustness of trained students") -> dict[str, Path]:
     """``robustness.csv`` (every row), ``robustness.md`` (one table per ``group``) and
@@ -249,6 +289,14 @@ def write_robustness(rows: Sequence[dict[str, Any]], out: str | Path, column: st
              + "; a bare number is one deterministic evaluation. Noise simulated by "
              + (", ".join(methods) or "-") + " (see qdistill.quantum.noise); "
              "presets are approximations of public calibration figures.", ""]
+    if column == "teacher" and "none" in {str(r["teacher"]) for r in rows}:
+        parts += ["## Distilled vs baseline: extra accuracy lost to shots and noise", "",
+                  "Points, paired by grid row and training seed, 95% t interval; negative: "
+                  "the distilled student loses less than its baseline (see "
+                  "`qdistill.robustness.kd_robustness_table`).", ""]
+        for student in dict.fromkeys(str(r["student"]) for r in rows):
+            parts += [f"Student `{student}`:", "", kd_robustness_table(
+                [r for r in rows if str(r["student"]) == student]), ""]
     for group in groups:
         if group:
             parts += [f"## {group}", ""]
