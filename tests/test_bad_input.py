@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from qdistill.cli import main
-from qdistill.data import cache_dir, clear_memory_cache, core
+from qdistill.data import cache_dir, core
 from qdistill.data.cache import save_arrays
 from qdistill.data.idx import encode_idx
 
@@ -32,15 +32,7 @@ TEACHER = ["teacher", "train", "--arch", "mlp", "--dataset", "digits", "--classe
            "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Own cache (so 'no teacher was trained' can be checked), offline, no data dir."""
-    monkeypatch.setenv("QDISTILL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("QDISTILL_DATA_DIR", raising=False)
-    monkeypatch.setenv("QDISTILL_OFFLINE", "1")
-    clear_memory_cache()
-    yield
-    clear_memory_cache()
+pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

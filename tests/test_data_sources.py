@@ -20,15 +20,7 @@ from qdistill.data.safe_pickle import safe_load
 FILES = core.IDX_FILES
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Own cache dir, no data dir from the environment, offline, fresh memory cache."""
-    monkeypatch.setenv("QDISTILL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("QDISTILL_DATA_DIR", raising=False)
-    monkeypatch.setenv("QDISTILL_OFFLINE", "1")
-    clear_memory_cache()
-    yield
-    clear_memory_cache()
+pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py
 
 
 def small_set(n_train=20, n_test=10, hw=(32, 32), seed=0):
