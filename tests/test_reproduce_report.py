@@ -84,7 +84,7 @@ def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
     rows = reproduce.run_grid("tiny", reproduce.GridOptions(), tmp_path, workers=1,
                               log=logs.append)
     assert len(rows) == 4
-    for name in ("runs.csv", "table.md", "curves.png", "gains.png"):
+    for name in ("runs.csv", "table.md", "accuracy.png", "curves.png", "gains.png"):
         assert (tmp_path / name).is_file(), name
     table = (tmp_path / "table.md").read_text()
     assert "(paper 50.00)" in table and "mlp gain" in table

@@ -158,7 +158,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     run_grid(args.grid, opt, out, workers=args.workers or usable_cpus(),
              executor=args.executor, address=args.address)
     print((out / "table.md").read_text())
-    print(f"results: {out}/ (runs.csv, table.md, curves.png, gains.png)")
+    print(f"results: {out}/ (runs.csv, table.md, accuracy.png, curves.png, gains.png)")
     if args.robustness:  # every finished student, under shots and noise (no retraining)
         from .robustness import grid_robustness
         paths = grid_robustness(out, log=None)

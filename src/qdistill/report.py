@@ -184,3 +184,35 @@ def plot_gains(g: dict[tuple[str, str], tuple[float, float, float, int]],
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_accuracy(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
+                  paper: dict[str, dict[str, float]], path: Path) -> None:
+    """Grouped bar chart of test accuracy per grid row (like the paper's v2 ablation
+    figure): one bar per teacher option, mean ± std over seeds, the paper's number as a
+    black tick where it has one."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grouped = _group(rows)
+    settings = list(grouped)
+    width = 0.8 / max(1, len(teachers))
+    fig, ax = plt.subplots(figsize=(min(20, max(7, 0.25 * len(settings) * len(teachers) + 2)), 5.5))
+    for i, t in enumerate(teachers):
+        x = np.arange(len(settings)) - 0.4 + width * (i + 0.5)
+        vals = [[100 * float(r["test_acc"]) for r in grouped[s].get(t, {}).values()]
+                for s in settings]
+        means = [np.mean(v) if v else np.nan for v in vals]
+        stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
+        ax.bar(x, means, width, yerr=stds, capsize=2, label=t)
+        theirs = [paper.get(s, {}).get(t, np.nan) for s in settings]
+        ax.scatter(x, theirs, marker="_", s=120, color="black",
+                   label="paper" if i == 0 else None, zorder=3)
+    ax.set_xticks(np.arange(len(settings)), settings, rotation=90, fontsize=6)
+    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=len(teachers) + 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -350,7 +350,8 @@ def _describe(exc: Exception) -> str:
 
 def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOptions,
                  seconds: float) -> str:
-    """runs.csv, table.md, curves.png and gains.png in ``out``; returns the table text."""
+    """runs.csv, table.md, accuracy.png, curves.png and gains.png in ``out``; returns the
+    table text."""
     # Rows in the grid's own order (dataset, setting, student, teacher, seed), whatever
     # order the runs finished in; rows of other settings go last.
     order = {r.run_id: i for i, r in enumerate(GRIDS[grid](GridOptions()))}
@@ -387,6 +388,7 @@ def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOpti
     for r in rows:
         histories[r["setting"]][r["teacher"]].append(r["test_acc_per_epoch"])
     report.plot_curves(histories, out / "curves.png")
+    report.plot_accuracy(rows, teachers, paper_table, out / "accuracy.png")
     g = report.gains(rows, teachers)
     if g:
         report.plot_gains(g, paper_table, out / "gains.png")
