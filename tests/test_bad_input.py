@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_sources import small_set, write_idx_dir  # the same tiny IDX sets
 
 from qdistill.cli import main
 from qdistill.data import cache_dir, core
 from qdistill.data.cache import save_arrays
-from qdistill.data.idx import encode_idx
 
 IDX = core.IDX_FILES
 SMALL = ["--train-per-class", "20", "--test-per-class", "10", "--val-per-class", "5"]
@@ -69,19 +69,7 @@ def no_teacher_trained() -> bool:
 
 def write_idx(directory: Path, n_train=30, n_test=12, hw=(12, 12), gz=False) -> Path:
     """A well-formed user IDX set (not the official files: loads as 'own data')."""
-    rng = np.random.default_rng(0)
-    arrays = {IDX[0]: rng.integers(0, 256, (n_train, *hw), dtype=np.uint8),
-              IDX[1]: (np.arange(n_train) % 3).astype(np.uint8),
-              IDX[2]: rng.integers(0, 256, (n_test, *hw), dtype=np.uint8),
-              IDX[3]: (np.arange(n_test) % 3).astype(np.uint8)}
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        data = encode_idx(array)
-        if gz:
-            (directory / f"{name}.gz").write_bytes(gzip.compress(data))
-        else:
-            (directory / name).write_bytes(data)
-    return directory
+    return write_idx_dir(directory, small_set(n_train, n_test, hw), gz=gz)
 
 
 # --- data ----------------------------------------------------------------------------
