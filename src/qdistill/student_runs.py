@@ -95,7 +95,10 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     if out_dir is not None:
         checkpoint.check_writable_dir(out_dir, "student run directory")
     task = build_task(cfg.data, cfg.train.seed)
-    build_student(cfg.student, task.num_classes, task.image_shape)  # thrown away
+    # Seeded here, so the initial weights do not depend on whether a teacher is trained
+    # next (fit reseeds before training, so nothing later depends on that either).
+    seed_everything(cfg.train.seed)
+    student = build_student(cfg.student, task.num_classes, task.image_shape)
     if teacher is not None:
         tmeta: dict[str, Any] | None = user_teacher_meta(teacher, task)
     else:
@@ -105,8 +108,6 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     if teacher is not None:
         soft = teacher_logits(teacher, tmeta, task.train.images)
         loss_fn = kd
-    seed_everything(cfg.train.seed)  # the student's initial weights
-    student = build_student(cfg.student, task.num_classes, task.image_shape)
     if hasattr(student, "fit_preprocessing"):  # e.g. PCA, fitted on the train split only
         student.fit_preprocessing(task.train.float_images())
     kd.class_outputs = getattr(student, "class_outputs", None)

@@ -14,7 +14,7 @@ torch's global RNG.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -119,16 +119,27 @@ class HardwareEfficient(Ansatz):
 
     def ops(self) -> list[Op]:
         w = self.weights.detach().cpu().tolist()
-        out: list[Op] = []
-        for layer in range(self.n_layers):
-            for q in range(self.n_qubits):
-                out += [Op(r, (q,), w[layer][q][j]) for j, r in enumerate(self.rotations)]
-            out += [Op("cx", p) for p in self.pairs]
-        return out
+        return _layered_ops(
+            self.n_layers, self.n_qubits,
+            lambda layer, q: [Op(r, (q,), w[layer][q][j]) for j, r in enumerate(self.rotations)],
+            lambda layer: self.pairs)
 
     def extra_repr(self) -> str:
         return (f"n_qubits={self.n_qubits}, n_layers={self.n_layers}, "
                 f"rotations={self.rotations}, entangler={self.entangler!r}")
+
+
+def _layered_ops(n_layers: int, n_qubits: int,
+                 wire_ops: Callable[[int, int], list[Op]],
+                 pairs: Callable[[int], Sequence[tuple[int, int]]]) -> list[Op]:
+    """Per layer: ``wire_ops(layer, q)`` on every wire, then a CX on each of
+    ``pairs(layer)`` — the gate list of a rotations-then-entangler ansatz."""
+    out: list[Op] = []
+    for layer in range(n_layers):
+        for q in range(n_qubits):
+            out += wire_ops(layer, q)
+        out += [Op("cx", p) for p in pairs(layer)]
+    return out
 
 
 class StronglyEntangling(Ansatz):
@@ -172,12 +183,8 @@ class StronglyEntangling(Ansatz):
 
     def ops(self) -> list[Op]:
         w = self.weights.detach().cpu().tolist()
-        out: list[Op] = []
-        for layer in range(self.n_layers):
-            for q in range(self.n_qubits):
-                out += export_ops("rot", (q,), w[layer][q])
-            out += [Op("cx", p) for p in self._pairs(layer)]
-        return out
+        return _layered_ops(self.n_layers, self.n_qubits,
+                            lambda layer, q: export_ops("rot", (q,), w[layer][q]), self._pairs)
 
     def extra_repr(self) -> str:
         return f"n_qubits={self.n_qubits}, n_layers={self.n_layers}, ranges={self.ranges}"
