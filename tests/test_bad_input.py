@@ -227,6 +227,19 @@ def test_qubits_beyond_memory_refused_before_allocating(tmp_path, capsys):
     assert not out.exists() and no_teacher_trained()
 
 
+def test_batch_beyond_memory_refused_before_training(tmp_path, capsys):
+    # 28 qubits: one state is 2 GiB (the build passes), a batch of 1024 is 2 TiB.
+    out = tmp_path / "out"
+    big = [*STUDENT, "--student", "quantum", "--reduction", "avgpool", "--encoding", "angle",
+           "--qubits", "28", "--teacher", "mlp", "--out", out]
+    refused(capsys, [*big, "--batch-size", "1024"],
+            r"28 qubits x batch 1024 in torch\.complex64 needs 2\.05e\+03 GiB",
+            r"Lower --batch-size\.$")
+    refused(capsys, [*big, "--batch-size", "1"],  # evaluation batches default to 1024
+            r"28 qubits x batch 1024", r"Lower --set train\.eval_batch_size=N\.$")
+    assert not out.exists() and no_teacher_trained()
+
+
 @pytest.mark.parametrize("argv,message", [
     ([*TEACHER, "--arch", "resnet"],
      "unknown teacher 'resnet'; valid: alexnet, ensemble, lenet, mlp"),
@@ -268,12 +281,13 @@ def test_invalid_temperature_or_alpha(tmp_path, capsys, option, message):
 
 
 def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_names_the_epoch(tmp_path, capsys):
-    # One Adam step per epoch (the batch holds every training image) of size lr = 1e20:
-    # epoch 1's loss is that of the initial weights, epoch 2 runs on weights ~1e20
-    # whose logits overflow float32. (--lr 1e20 also checks that the flag's float
-    # reaches the config as a float: YAML reads "1e+20" as a string.)
+    # One Adam step per epoch (the batch holds every training image) of size lr = 1e18:
+    # epoch 1's loss is that of the initial weights and its evaluation still gives finite
+    # logits; epoch 2 runs on weights ~1e18 whose loss overflows float32. (--lr 1e18 also
+    # checks that the flag's float reaches the config as a float: YAML reads "1e+18" as
+    # a string.)
     out = tmp_path / "out"
-    argv = [*TEACHER, "--epochs", "4", "--batch-size", "4096", "--lr", "1e20", "--out", out]
+    argv = [*TEACHER, "--epochs", "4", "--batch-size", "4096", "--lr", "1e18", "--out", out]
     refused(capsys, argv, r"training loss became (nan|inf) in epoch 2",
             re.escape(f"the checkpoint of epoch 1 is kept in {out}"))
     assert json.loads((out / "last.json").read_text())["epoch"] == 1
@@ -285,6 +299,16 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_names_the_epoch(tmp_p
     assert main([str(a) for a in argv]) == 2
     assert f"resuming {out} after epoch 1" in capsys.readouterr().out
     assert snapshot(out)["last.safetensors"] == kept["last.safetensors"]
+
+
+def test_nan_outputs_after_an_epoch_stop_before_its_checkpoint(tmp_path, capsys):
+    # lr = 1e20: after epoch 1's single step the logits are NaN on the validation
+    # images; that epoch's weights are not checkpointed or selected.
+    out = tmp_path / "out"
+    argv = [*TEACHER, "--epochs", "2", "--batch-size", "4096", "--lr", "1e20", "--out", out]
+    refused(capsys, argv, r"the model's outputs became NaN in epoch 1",
+            "no epoch had finished, so no checkpoint")
+    assert not (out / "last.safetensors").exists() and not (out / "best.safetensors").exists()
 
 
 # --- checkpoints and teachers ----------------------------------------------------------

@@ -19,7 +19,7 @@ from torch import nn
 from . import checkpoint, distributed
 from .data import cache_dir
 from .errors import QdistillError, unknown_name
-from .train import predict_logits
+from .train import predict_logits, take_columns
 
 KD_VARIANTS = ("hinton", "paper")
 
@@ -66,7 +66,7 @@ class KDLoss(nn.Module):
         if teacher_logits is None:
             raise QdistillError("KDLoss needs the teacher's logits (soft targets)")
         s_cls = (student_logits if self.class_outputs is None
-                 else student_logits[:, self.class_outputs])
+                 else take_columns(student_logits, self.class_outputs))
         if teacher_logits.shape != s_cls.shape:
             raise QdistillError(
                 f"student class logits {tuple(s_cls.shape)} and teacher logits "

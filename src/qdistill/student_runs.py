@@ -22,6 +22,7 @@ from .config import DataConfig, DistillConfig, TeacherConfig, TrainConfig, to_di
 from .data import Task
 from .distill import KDLoss, teacher_logits
 from .errors import QdistillError
+from .quantum.memory import check_statevector_memory
 from .runs import build_task, get_teacher, load_teacher
 from .students import build_student, parameter_split
 from .teachers import TEACHERS, check_teacher
@@ -78,6 +79,26 @@ def user_teacher_meta(teacher: nn.Module, task: Task) -> dict[str, Any]:
             "dataset": task.dataset, "classes": list(task.classes)}
 
 
+def check_batch_memory(cfg: DistillConfig) -> None:
+    """Refuse a run whose training or evaluation batch of states cannot fit in memory
+    on its device (build_student only checks one state: at 20 qubits one state is 8
+    MiB, a batch of 1024 is 8 GiB). A noisy student holds density matrices (4**n
+    entries, like 2n qubits) or ``noise_trajectories`` statevectors per sample."""
+    s, train = cfg.student, cfg.train
+    qubits, per_sample = s.qubits, 1
+    if s.noise and s.noise_method == "density":
+        qubits = 2 * s.qubits
+    elif s.noise:
+        per_sample = s.noise_trajectories
+    device = resolve_device(train.device)
+    for flag, batch in (("--batch-size", train.batch_size),
+                        ("--set train.eval_batch_size=N", train.eval_batch_size)):
+        try:
+            check_statevector_memory(qubits, batch * per_sample, device=device)
+        except ValueError as exc:
+            raise QdistillError(f"{s.name} student: {exc} Lower {flag}.") from None
+
+
 def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any = print,
                 teacher: nn.Module | None = None
                 ) -> tuple[nn.Module, FitResult, dict[str, Any]]:
@@ -99,6 +120,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     # next (fit reseeds before training, so nothing later depends on that either).
     seed_everything(cfg.train.seed)
     student = build_student(cfg.student, task.num_classes, task.image_shape)
+    check_batch_memory(cfg)
     if teacher is not None:
         tmeta: dict[str, Any] | None = user_teacher_meta(teacher, task)
     else:

@@ -21,6 +21,7 @@ Conventions every student follows:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -177,7 +178,7 @@ class PaperV1Student(nn.Module):
         if self.head == "paper":
             sp = torch.sigmoid(p)
             return torch.cat([sp, 1 - sp], dim=1)  # (B, 2^(n+1)); classes: first K
-        return torch.log(p[:, self.class_outputs] + _EPS)
+        return torch.log(p[:, :len(self.class_outputs)] + _EPS)  # |0>..|K-1>: a slice
 
 
 REDUCTIONS = ("fc", "crop", "pca", "avgpool", "maxpool")
@@ -224,6 +225,14 @@ class Reduction(nn.Module):
             self.register_buffer("mean", torch.zeros(c * h * w))
             self.register_buffer("components", torch.zeros(features, c * h * w))
             self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+            # A host-side copy of `fitted`: reading the buffer in forward would sync
+            # with the GPU every batch. Kept in step by fit() and load_state_dict().
+            self._fitted = False
+            self.register_load_state_dict_post_hook(Reduction._sync_fitted)
+
+    @staticmethod
+    def _sync_fitted(module: nn.Module, incompatible_keys: Any) -> None:
+        module._fitted = bool(module.fitted)
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor) -> None:
@@ -237,12 +246,13 @@ class Reduction(nn.Module):
         self.mean.copy_(mean.float())
         self.components.copy_(vh[: self.features].float())
         self.fitted.fill_(True)
+        self._fitted = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "fc":
             return self.fc(x.flatten(1))
         if self.kind == "pca":
-            if not bool(self.fitted):
+            if not self._fitted:
                 raise QdistillError("pca reduction used before fit(train_images)")
             return (x.flatten(1) - self.mean) @ self.components.T
         g = x.mean(1, keepdim=True)  # grey
@@ -345,7 +355,7 @@ class QuantumStudent(nn.Module):
     def logits_from_circuit(self, out: torch.Tensor) -> torch.Tensor:
         """The head: the circuit's output (probabilities of the readout wires, or their
         <Z>) -> logits (B, K)."""
-        out = out[:, self.class_outputs]
+        out = out[:, :len(self.class_outputs)]  # classes 0..K-1: a slice, no index copy
         if self.readout == "probs":
             return torch.log(out + _EPS)
         return self.scale * out

@@ -121,7 +121,16 @@ def class_logits(model: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
     cols = getattr(model, "class_outputs", None)
     if cols is None or outputs.shape[1] == len(cols):
         return outputs
-    return outputs[:, cols]
+    return take_columns(outputs, cols)
+
+
+def take_columns(t: torch.Tensor, cols: list[int]) -> torch.Tensor:
+    """``t[:, cols]``. Columns ``0..K-1`` (every built-in student) are taken as a slice:
+    indexing a CUDA tensor with a Python list copies the list to the GPU first, and a
+    copy from pageable host memory waits for the GPU (a sync per training step)."""
+    if list(cols) == list(range(len(cols))):
+        return t[:, :len(cols)]
+    return t[:, cols]
 
 
 @torch.no_grad()
@@ -139,12 +148,23 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
     return torch.cat(outs)
 
 
+class NaNOutputs(QdistillError):
+    """A model gave NaN outputs on evaluation images (see :func:`evaluate`)."""
+
+
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              batch_size: int = 1024) -> float:
     """Accuracy in [0, 1] (NaN for an empty set)."""
     if len(labels) == 0:
         return float("nan")
     logits = class_logits(model, predict_logits(model, images, batch_size))
+    # One host read per evaluation (not per batch): NaN logits would give an argmax
+    # and an accuracy that mean nothing. On a GPU this is also where a zero-norm
+    # amplitude-encoded sample shows up (encodings.refuse_zero_norm checks on CPU only).
+    if bool(torch.isnan(logits).any()):
+        raise NaNOutputs(f"{type(model).__name__} gave NaN outputs on the evaluation "
+                            "images: a NaN weight, or an all-zero sample under amplitude "
+                            "encoding")
     return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
 
 
@@ -308,18 +328,23 @@ def fit(
             seen += len(y)
         distributed.all_sum(loss_sum, correct, seen)
         train_loss = loss_sum.item() / seen.item()
-        if not math.isfinite(train_loss):
+        problem = None if math.isfinite(train_loss) else f"training loss became {train_loss}"
+        if problem is None:
+            try:
+                val_acc = evaluate(model, val.images, val.labels, cfg.eval_batch_size)
+                test_acc = (evaluate(model, test.images, test.labels, cfg.eval_batch_size)
+                            if test is not None else float("nan"))
+            except NaNOutputs:  # the weights this epoch ended with are broken
+                problem = "the model's outputs became NaN"
+        if problem is not None:
             where = ""
             if out is not None:
                 where = (f"; the checkpoint of epoch {epoch - 1} is kept in {out}"
                          if epoch > 1 else "; no epoch had finished, so no checkpoint")
             raise QdistillError(
-                f"{desc}: training loss became {train_loss} in epoch {epoch}{where}; "
-                "lower the learning rate or check the inputs"
-            )
-        val_acc = evaluate(model, val.images, val.labels, cfg.eval_batch_size)
-        test_acc = (evaluate(model, test.images, test.labels, cfg.eval_batch_size)
-                    if test is not None else float("nan"))
+                f"{desc}: {problem} in epoch {epoch}{where}; lower the learning rate or "
+                "check the inputs (on a GPU, an all-zero sample under amplitude encoding "
+                "also shows up here)")
         record = {
             "epoch": epoch, "train_loss": train_loss,
             "train_acc": correct.item() / seen.item(),

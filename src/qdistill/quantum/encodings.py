@@ -25,7 +25,8 @@ from .measure import z_signs
 from .memory import check_statevector_memory
 from .state import apply_diagonal, apply_single_qubit_layer, product_state, real_dtype
 
-__all__ = ["AmplitudeEncoding", "AngleEncoding", "DenseEncoding", "Encoding"]
+__all__ = ["AmplitudeEncoding", "AngleEncoding", "DenseEncoding", "Encoding",
+           "refuse_zero_norm"]
 
 
 class Encoding(nn.Module):
@@ -68,6 +69,25 @@ class Encoding(nn.Module):
         return f"n_qubits={self.n_qubits}, dtype={self.dtype}"
 
 
+def refuse_zero_norm(norm: torch.Tensor) -> None:
+    """Raise if a sample's feature norm ``(B,)`` is 0 (it defines no quantum state).
+
+    On the CPU only: testing a CUDA tensor's values makes the host wait for the GPU
+    (a sync every batch, which is what the training loop is written to avoid). There
+    a zero-norm sample becomes NaN amplitudes instead, and the NaN checks of ``fit``
+    (training loss, once per epoch) and ``evaluate`` stop the run with an error.
+    """
+    if norm.device.type != "cpu":
+        return
+    zero = (norm == 0).nonzero().flatten()
+    if zero.numel():
+        raise ValueError(
+            f"AmplitudeEncoding: sample(s) {zero.tolist()[:10]} of the batch have zero "
+            "norm, so they define no quantum state; add a small offset to the features "
+            "or drop those samples."
+        )
+
+
 class AmplitudeEncoding(Encoding):
     """``x -> x / ||x||`` as the amplitudes of ``n`` qubits (``F <= 2**n``).
 
@@ -89,13 +109,7 @@ class AmplitudeEncoding(Encoding):
         check_statevector_memory(self.n_qubits, x.shape[0] if x.dim() else 1, cdt, x.device)
         x, cdt = self._prepare(x)
         norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-        zero = (norm[:, 0] == 0).nonzero().flatten()
-        if zero.numel():
-            raise ValueError(
-                f"AmplitudeEncoding: sample(s) {zero.tolist()[:10]} of the batch have zero "
-                "norm, so they define no quantum state; add a small offset to the features "
-                "or drop those samples."
-            )
+        refuse_zero_norm(norm[:, 0])
         return (x / norm).to(cdt).view(x.shape[0], *([2] * self.n_qubits))
 
     def ops(self, x: torch.Tensor) -> list[Op]:

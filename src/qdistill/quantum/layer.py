@@ -32,6 +32,7 @@ from .encodings import (
     DenseEncoding,
     Encoding,
     gray_walsh,
+    refuse_zero_norm,
 )
 from .gates import Op
 from .measure import ExpvalZ, Measurement, Probs
@@ -156,10 +157,7 @@ def amplitude_gates(features: torch.Tensor, n_qubits: int) -> list[Gate]:
     ``x / ||x||`` for every row of real ``features (B, 2**n)``, angles differentiable."""
     batch = features.shape[0]
     norm = _safe_norm(features)
-    if bool((norm == 0).any()):
-        zero = (norm == 0).nonzero().flatten().tolist()[:10]
-        raise ValueError(f"AmplitudeEncoding: sample(s) {zero} of the batch have zero norm, "
-                         "so they define no quantum state")
+    refuse_zero_norm(norm)
     a = features / norm[:, None]
     out: list[Gate] = []
     for k in range(n_qubits):
