@@ -8,10 +8,12 @@ two-qubit depolarizing channel (absent from PennyLane as a named channel) is bui
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +261,13 @@ def test_parse_presets_and_errors():
     assert layer(torch.rand(2, 11)).shape == (2, 11)
     with pytest.raises(ValueError, match="no circuit that can run under noise"):
         set_noise(torch.nn.Linear(2, 2), m)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("qiskit_ibm_runtime") is None,
+                    reason="needs: pip install --no-deps qiskit-ibm-runtime==0.51.0")
+def test_ibm_presets_are_the_medians_of_qiskit_calibration_snapshots(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "device_figures", Path(__file__).parents[1] / "scripts" / "device_figures.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([]) == 0, capsys.readouterr().out

@@ -100,26 +100,30 @@ class DeviceFigures:
         return NoiseModel(1.5 * self.error_1q, 1.25 * self.error_2q, damping, self.readout)
 
 
-# Provenance: the Quantinuum H2 figures were checked against the cited paper. The IBM
-# and IonQ figures are typical values from the vendor pages named, on the dates given,
-# entered without a stored copy of those pages to re-check against (dashboards change
-# daily): treat them as order-of-magnitude settings and check before quoting them.
+# Provenance (checked in session 3, 2026-11-25):
+# - IBM: medians over every qubit and gate of the calibration snapshots that
+#   qiskit-ibm-runtime 0.51.0 ships with its fake backends (props_<name>.json, taken
+#   2025-02-26), two significant digits; `python scripts/device_figures.py` recomputes
+#   them and fails if a preset is off by more than 5 %.
+# - IonQ Aria: the "system fidelity" and "system timing" tables of the Azure Quantum
+#   IonQ provider page (learn.microsoft.com/azure/quantum/provider-ionq, 2024 version).
+# - Quantinuum H2: the cited paper.
 DEVICES: dict[str, DeviceFigures] = {
     "ibm-eagle": DeviceFigures(
-        2.5e-4, 7.5e-3, 1.3e-2, 230e-6, 60e-9,
-        "IBM Eagle r3 class (e.g. ibm_brisbane, ibm_sherbrooke): median SX error, ECR "
-        "error, readout error and T1 as shown on the IBM Quantum Platform QPU pages, "
-        "2024 (approximate)"),
+        2.4e-4, 7.6e-3, 2.0e-2, 250e-6, 58e-9,
+        "IBM Eagle r3 class: median SX error, ECR error, readout error, T1 and SX length "
+        "over ibm_brisbane and ibm_sherbrooke, calibration snapshots of 2025-02-26 as "
+        "shipped in qiskit-ibm-runtime 0.51.0 (FakeBrisbane, FakeSherbrooke), rounded"),
     "ibm-heron": DeviceFigures(
-        2.5e-4, 3.0e-3, 1.5e-2, 150e-6, 32e-9,
-        "IBM Heron r2 class (e.g. ibm_fez, ibm_marrakesh): median SX error, CZ error, "
-        "readout error and T1 as shown on the IBM Quantum Platform QPU pages, late 2024 "
-        "(approximate)"),
+        2.3e-4, 3.5e-3, 8.8e-3, 160e-6, 30e-9,
+        "IBM Heron r2 class: median SX error, CZ error, readout error, T1 and SX length "
+        "over ibm_fez and ibm_marrakesh, calibration snapshots of 2025-02-26 as shipped "
+        "in qiskit-ibm-runtime 0.51.0 (FakeFez, FakeMarrakesh), rounded"),
     "ionq-aria": DeviceFigures(
-        2.0e-4, 4.0e-3, 4.0e-3, None, 135e-6,
-        "IonQ Aria class: IonQ's published system figures, 1q fidelity ~99.98%, 2q "
-        "fidelity ~99.6%, SPAM ~99.6% (ionq.com Aria pages, 2022-2023, approximate); "
-        "hyperfine qubits, T1 > 10 s, so damping is neglected"),
+        5.0e-4, 4.0e-3, 3.9e-3, None, 135e-6,
+        "IonQ Aria: 1q fidelity 99.95 % (SPAM-corrected), 2q fidelity 99.6 %, SPAM 99.61 "
+        "%, 1q gate 135 us, T1 10-100 s (Azure Quantum IonQ provider page, 2024; rounded); "
+        "damping neglected (135 us / 10 s = 1.4e-5 per gate, 3 % of the 1q error)"),
     "quantinuum-h2": DeviceFigures(
         2.0e-5, 2.0e-3, 1.6e-3, None, 10e-6,
         "Quantinuum H2 (H-series) class: Moses et al., 'A race-track trapped-ion quantum "
