@@ -142,3 +142,33 @@ def test_fixed_reductions():
     assert torch.allclose(avg[0, 0] - 1e-6, img[0, 0, :7, :7].mean())
     mx = Reduction("maxpool", (1, 28, 28), 16)(img)
     assert mx[0, 0] - 1e-6 == img[0, 0, :7, :7].max()
+
+
+@pytest.mark.parametrize("cfg", [
+    StudentConfig(name="paper-v1", qubits=3, head="paper"),
+    StudentConfig(name="paper-v2", qubits=4, encoding="amplitude"),
+    StudentConfig(name="paper-v2", qubits=4, encoding="angle"),
+    StudentConfig(name="quantum", qubits=4, reduction="avgpool", encoding="dense",
+                  ansatz="strong"),
+], ids=lambda c: f"{c.name}-{c.encoding}")
+def test_circuits_keep_full_precision_under_autocast(cfg):
+    # Under bfloat16 autocast the classical layers run in bfloat16 (autocast's job); the
+    # circuit must not: float32 features give the bit-identical float32 output, and
+    # bfloat16 features are only rounded on the way in (they are cast up, not computed
+    # with). Before quantum/precision.py the paper-v2 circuit output moved by ~3e-3 and
+    # the paper-v1 circuit raised (torch.complex takes no bfloat16).
+    torch.manual_seed(0)
+    student = build_student(cfg, 6, (1, 28, 28)).eval()
+    circuit = student.circuit if cfg.name == "paper-v1" else student.quantum
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        feats = student.circuit_input(x)
+        exact = circuit(feats)
+        from_bf16 = circuit(feats.bfloat16().float())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_amp = circuit(feats)
+            under_amp_bf16 = circuit(feats.bfloat16())
+            logits = student(x)
+    assert under_amp.dtype == torch.float32 and torch.equal(under_amp, exact)
+    assert torch.equal(under_amp_bf16, from_bf16)
+    assert logits.shape[0] == 8 and torch.isfinite(logits.float()).all()

@@ -33,6 +33,7 @@ from .quantum.layer import Gate, build_quantum_layer, trace_gates
 from .quantum.measure import Probs
 from .quantum.memory import check_statevector_memory
 from .quantum.noise import NoisySimulator, set_noise
+from .quantum.precision import full_precision
 from .quantum.state import product_state
 
 V1_HEADS = ("logprob", "paper")
@@ -111,6 +112,7 @@ class V1Circuit(nn.Module):
         """:meth:`ops` for every row of ``theta (B, n)`` at once, angles differentiable."""
         return trace_gates(self, lambda m, row: m.ops(row), theta)
 
+    @full_precision  # float32 angles, complex64 states, also under torch.autocast
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         if self.noise is not None:
             return self.noise.run(self.gates(theta), self.qubits, self.measure,

@@ -12,6 +12,7 @@ the basis index (PennyLane's order). Building blocks:
 - ``measure``: :class:`ExpvalZ`, :class:`Probs` (exact or shots), :func:`parameter_shift`.
 - ``layer``: :class:`QuantumLayer`, :class:`ReUploading`, :func:`build_quantum_layer`.
 - ``memory``: :func:`statevector_bytes`, :func:`check_statevector_memory`.
+- ``precision``: :func:`full_precision` (circuits stay float32/complex64 under autocast).
 - ``noise``: :class:`NoiseModel` (depolarizing, amplitude damping, readout; presets),
   exact density matrices or seeded trajectories, :func:`set_noise`, :func:`noisy`.
 """

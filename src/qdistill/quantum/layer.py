@@ -36,6 +36,7 @@ from .encodings import (
 )
 from .gates import Op
 from .measure import ExpvalZ, Measurement, Probs
+from .precision import full_precision
 from .qcnn import QCNN
 from .state import flat
 
@@ -276,6 +277,7 @@ class QuantumLayer(nn.Module):
             return (flat(state) @ u.T).view(state.shape)
         return self.ansatz(state)
 
+    @full_precision  # float32 angles, complex64 states, also under torch.autocast
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.noise is not None:
             return self.noise.run(self.gates(x), self.n_qubits, self.measurement,
