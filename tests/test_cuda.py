@@ -79,3 +79,20 @@ def test_distillation_run_cpu_equals_cuda(task):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-4)
         for key in ("train_acc", "val_acc", "test_acc"):
             assert a[key] == pytest.approx(b[key], abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_circuit_keeps_full_precision_under_cuda_autocast(dtype, task):
+    # The CUDA side of test_students.py's autocast test: float16/bfloat16 autocast on
+    # the GPU leaves the circuit's float32 output as it was (1e-6: GPU kernels need not
+    # be bit-reproducible; a bfloat16 computation would be off by ~1e-3).
+    seed_everything(0)
+    student = build_student(StudentConfig(name="paper-v2", qubits=4), task.num_classes,
+                            task.image_shape).cuda().eval()
+    with torch.no_grad():
+        feats = student.circuit_input(as_float(task.test.images[:16]).cuda())
+        exact = student.quantum(feats)
+        with torch.autocast("cuda", dtype=dtype):
+            under_amp = student.quantum(feats)
+    assert under_amp.dtype == torch.float32
+    torch.testing.assert_close(under_amp, exact, atol=1e-6, rtol=1e-6)
