@@ -1,12 +1,13 @@
 """Gate lists (:class:`~qdistill.quantum.gates.Op`) -> OpenQASM 3 programs.
 
-Only the standard library is used (``include "stdgates.inc";``), so any OpenQASM 3
-consumer (Qiskit, PennyLane's ``from_qasm3``, a vendor's compiler) reads the program
-without qdistill's definitions. ``Op("u", ...)`` is written as the built-in ``U``
-gate: ``stdgates.inc`` has no ``u``, and its ``u3`` adds a global phase; ``U`` is
-exactly ``qml.U3``. Angles are written with ``repr`` (the shortest decimal that
-reads back as the same double), so the program reproduces the simulator's angles
-bit for bit.
+Only the standard library is used (``include "stdgates.inc";``), so an OpenQASM 3
+consumer reads the program without qdistill's definitions: Qiskit's
+``qiskit.qasm3.loads`` does (tested); PennyLane 0.45's ``from_qasm3`` needs the
+include line dropped and ``U`` written as ``u3`` (docs/hardware.md).
+``Op("u", ...)`` is written as the built-in ``U`` gate: ``stdgates.inc`` has no
+``u``, and its ``u3`` adds a global phase; ``U`` is exactly ``qml.U3``. Angles are
+written with ``repr`` (the shortest decimal that reads back as the same double), so
+the program reproduces the simulator's angles bit for bit.
 """
 
 from __future__ import annotations
