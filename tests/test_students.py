@@ -171,4 +171,9 @@ def test_circuits_keep_full_precision_under_autocast(cfg):
             logits = student(x)
     assert under_amp.dtype == torch.float32 and torch.equal(under_amp, exact)
     assert torch.equal(under_amp_bf16, from_bf16)
+    if cfg.name != "paper-v1":  # the public state() too: complex64 amplitudes
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            state = circuit.state(feats.bfloat16())
+        assert state.dtype == torch.complex64
+        assert torch.equal(state, circuit.state(feats.bfloat16().float()))
     assert logits.shape[0] == 8 and torch.isfinite(logits.float()).all()

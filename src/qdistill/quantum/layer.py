@@ -267,6 +267,7 @@ class QuantumLayer(nn.Module):
             return dim <= FUSE_MAX_DIM and batch >= 16 * dim
         return bool(self.fuse)
 
+    @full_precision
     def state(self, x: torch.Tensor) -> torch.Tensor:
         """The state before measurement, ``(B, 2, ..., 2)``."""
         state = self.encoding(x)
