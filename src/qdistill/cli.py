@@ -305,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "task per run, retried if its worker dies and resumed from its "
                           "last epoch (pip install 'qdistill[ray]')")
     rep.add_argument("--address",
-                     help="with --executor ray: an existing cluster (e.g. ray://head:10001 "
-                          "or auto); --out must then be on a filesystem all nodes share. "
-                          "Default: a local Ray instance on this machine's cores")
+                     help="with --executor ray: an existing cluster, as HEAD_IP:6379 or "
+                          "auto (run on a node of it); ray://HEAD:10001 (Ray Client) needs "
+                          "'ray[client]' and is untested. --out must then be on a "
+                          "filesystem all nodes share. Default: a local Ray instance on "
+                          "this machine's cores")
     rep.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     rep.add_argument("--data-dir", help="directory of IDX files")
     rep.add_argument("--out", help="default results/<grid> (quick: runs/reproduce/...)")
