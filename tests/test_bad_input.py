@@ -258,6 +258,12 @@ def test_batch_beyond_memory_refused_before_training(tmp_path, capsys):
       "--ansatz", "ring"], "unknown ansatz 'ring'; valid: hea, "),  # ... qcnn, strong
     ([*STUDENT, "--teacher", "mlp", "--kd-variant", "fitnet"],
      "unknown KD loss variant 'fitnet'; valid: hinton, paper"),
+    (["distill", "--student", "paper-v1", "--dataset", "mnist", "--teacher", "mlp",
+      "--angles", "quarter"], "unknown paper-v1 angle range 'quarter'; valid: half-pi, pi"),
+    (["reproduce", "paper-v1", "--quick", "--angles", "quarter"],
+     "unknown --angles 'quarter'; valid: half-pi, pi"),
+    (["reproduce", "paper-v1", "--quick", "--head", "sigmoid"],
+     "unknown --head 'sigmoid'; valid: logprob, paper"),
 ])
 def test_unknown_name_lists_the_valid_ones(tmp_path, capsys, argv, message):
     out = tmp_path / "out"

@@ -127,6 +127,7 @@ SMALL = ["data.train_per_class=6", "data.test_per_class=3", "data.val_per_class=
 STUDENTS = {
     "v1": [],
     "v1-paper-head-shots": ["student.head=paper", "student.qubits=2", "student.shots=50"],
+    "v1-half-pi": ["student.angles=half-pi"],
     "v2-fc-amplitude": ["student.name=paper-v2", "student.qubits=4"],
     "v2-pca-angle": ["student.name=paper-v2", "student.qubits=4", "student.reduction=pca",
                      "student.encoding=angle"],
@@ -258,6 +259,18 @@ def test_pennylane_reads_the_exported_program_with_two_edits(runs, tmp_path):
             return qml.probs(wires=wires)
 
         np.testing.assert_allclose(circuit(), doc["probabilities"], atol=1e-5)
+
+
+def test_half_pi_run_loads_and_exports_as_trained(runs, tmp_path):
+    # The angle range travels in the run's config: reloading gives the half-pi front
+    # end (pi/2 tanh), and the export says so.
+    student, meta = load_student(runs["v1-half-pi"])
+    assert meta["student"]["angles"] == "half-pi" and student.front.angles == "half-pi"
+    doc = json.loads(export_student(runs["v1-half-pi"], 0, tmp_path)["json"].read_text())
+    assert "theta = pi/2 * tanh(.)" in doc["preprocessing"]["description"]
+    assert max(abs(t) for t in doc["circuit_input"]) < math.pi / 2
+    plain = json.loads(export_student(runs["v1"], 0, tmp_path / "plain")["json"].read_text())
+    assert "theta = pi * tanh(.)" in plain["preprocessing"]["description"]
 
 
 def test_reference_gates_are_pennylanes_and_qdistills():

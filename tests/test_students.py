@@ -177,3 +177,27 @@ def test_circuits_keep_full_precision_under_autocast(cfg):
         assert state.dtype == torch.complex64
         assert torch.equal(state, circuit.state(feats.bfloat16().float()))
     assert logits.shape[0] == 8 and torch.isfinite(logits.float()).all()
+
+
+def test_v1_half_pi_angles_halve_the_range_and_keep_the_weights():
+    # Same seed, same weights: the half-pi front end's angles are exactly half of the
+    # paper's, so every |theta| < pi/2, where each bit's P(1) = (1 + sin theta)/2 is
+    # monotonic. The option is a plain attribute: state_dict keys do not change.
+    x = torch.rand(16, 1, 28, 28)
+    thetas = {}
+    for angles in ("pi", "half-pi"):
+        torch.manual_seed(0)
+        student = build_student(StudentConfig(name="paper-v1", angles=angles), 6,
+                                (1, 28, 28)).eval()
+        thetas[angles] = student.circuit_input(x)
+        keys = sorted(student.state_dict())
+    torch.testing.assert_close(thetas["half-pi"], thetas["pi"] / 2)
+    assert thetas["half-pi"].abs().max() < math.pi / 2
+    torch.manual_seed(0)
+    assert keys == sorted(build_student(StudentConfig(name="paper-v1"), 6,
+                                        (1, 28, 28)).state_dict())
+    with pytest.raises(QdistillError, match="valid: half-pi, pi"):
+        build_student(StudentConfig(name="paper-v1", angles="quarter"), 6, (1, 28, 28))
+    with pytest.raises(QdistillError, match="paper-v1 student only"):
+        build_student(StudentConfig(name="paper-v2", qubits=4, angles="half-pi"), 6,
+                      (1, 28, 28))

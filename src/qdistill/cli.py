@@ -94,6 +94,8 @@ def _student_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shots", dest="student.shots", type=int,
                    help="finite shots (paper: 5000/3000/2000); default exact probabilities")
     g.add_argument("--head", dest="student.head", help="paper-v1 readout: logprob | paper")
+    g.add_argument("--angles", dest="student.angles",
+                   help="paper-v1 angle range: pi (the paper's, default) | half-pi")
     g.add_argument("--reduction", dest="student.reduction",
                    help="paper-v2: fc | crop | pca | avgpool | maxpool")
     g.add_argument("--encoding", dest="student.encoding", help="amplitude | angle | dense")
@@ -151,7 +153,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                       teachers=tuple(args.teachers.split(",")) if args.teachers else None,
                       only=args.only,
                       datasets=tuple(args.datasets.split(",")) if args.datasets else None,
-                      device=args.device, data_dir=args.data_dir, head=args.head)
+                      device=args.device, data_dir=args.data_dir, head=args.head,
+                      angles=args.angles)
     out = Path(args.out) if args.out else (
         Path("runs") / "reproduce" / f"{args.grid}-quick" if args.quick
         else Path("results") / args.grid)
@@ -296,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--head", default="paper",
                      help="paper-v1 readout: paper (the notebooks' sigmoid head, default) "
                           "or logprob")
+    rep.add_argument("--angles", default="pi",
+                     help="paper-v1 angle range: pi (theta = pi tanh, the paper's, default) "
+                          "or half-pi (pi/2 tanh: not the paper's; stops the KD collapse, "
+                          "see README). Use its own --out")
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
     rep.add_argument("--workers", type=int,
                      help="parallel student runs (default: one per usable core); each "

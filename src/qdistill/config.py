@@ -60,6 +60,9 @@ class StudentConfig:
     qubits: int = 3
     shots: int | None = None  # None = exact probabilities; paper: 5000/3000/2000
     head: str = "logprob"  # paper-v1 readout: logprob (default) | paper (sigmoid/1-sigmoid)
+    # paper-v1 angle range: pi (the paper's theta = pi * tanh(.)) | half-pi (pi/2 * tanh(.),
+    # where each bit's probability is monotonic in the angle; see V1FrontEnd)
+    angles: str = "pi"
     reduction: str = "fc"  # paper-v2: fc | crop | pca | avgpool | maxpool
     encoding: str = "amplitude"  # paper-v2 / quantum: amplitude | angle | dense
     ansatz: str = "hea"  # quantum: hea | strong | qcnn

@@ -97,6 +97,7 @@ def _layer_run(layer: QuantumLayer, features: torch.Tensor
             _floats(layer.measurement(state)[0]))
 
 
+_ANGLE_TEXT = {"pi": "pi", "half-pi": "pi/2"}  # students.V1_ANGLES, as text
 _HEADS = {"logprob": "log(p_j + 0.01)",
           "paper": "sigmoid(p_j) (the notebooks' head; CE also saw 1 - sigmoid(p_j))"}
 
@@ -122,7 +123,7 @@ def _paper_v1(student: nn.Module, x: torch.Tensor) -> StudentCircuit:
         preprocessing={
             "description": "paper-v1 CNN front end (Conv 5x5 -> MaxPool -> ReLU, Conv 5x5 "
                            "-> MaxPool -> ReLU, FC 50 -> ReLU, FC n) -> angles "
-                           "theta = pi * tanh(.)",
+                           f"theta = {_ANGLE_TEXT[student.front.angles]} * tanh(.)",
             "image": "float pixels in [0, 1] (uint8 / 255), shape (C, H, W)",
             "circuit_input": "angles theta_k: H then RY(theta_k) on qubit k",
         },

@@ -35,10 +35,11 @@ from .config import (
     from_dict,
     to_dict,
 )
-from .errors import QdistillError
+from .errors import QdistillError, unknown_name
 from .executors import make_executor
 from .runs import build_task
 from .student_runs import resolve_teacher, run_distill, teacher_config_for
+from .students import V1_ANGLES, V1_HEADS
 
 
 @dataclass
@@ -58,6 +59,7 @@ class GridOptions:
     only: str | None = None  # keep the runs whose run_id matches this glob pattern
     shots: bool = False  # the paper's finite shots instead of exact probabilities
     head: str = "paper"  # paper-v1 readout: the notebooks' sigmoid head, or logprob
+    angles: str = "pi"  # paper-v1 angle range: pi (the paper's) or half-pi
     datasets: tuple[str, ...] | None = None
     device: str = "cpu"
     data_dir: str | None = None
@@ -111,7 +113,8 @@ def _v1_config(opt: GridOptions, ds: str, classes: str, q: int, student: str,
     cfg.data.data_dir = opt.data_dir
     shots = paper.V1_SHOTS[(classes, q)] if opt.shots else None
     if student == "paper-v1":
-        cfg.student = StudentConfig(name="paper-v1", qubits=q, head=opt.head, shots=shots)
+        cfg.student = StudentConfig(name="paper-v1", qubits=q, head=opt.head, shots=shots,
+                                    angles=opt.angles)
     else:  # avg-pooled image -> amplitude encoding -> 4 HEA layers -> log(p + 0.01)
         cfg.student = StudentConfig(name="quantum", qubits=q, reduction="avgpool",
                                     encoding="amplitude", ansatz="hea", layers=4,
@@ -290,6 +293,11 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
     """
     if grid not in GRIDS:
         raise QdistillError(f"unknown grid {grid!r}; valid: {', '.join(GRIDS)}")
+    # Checked here, before any teacher trains, not by every run failing on its own.
+    if opt.head not in V1_HEADS:
+        raise unknown_name("--head", opt.head, V1_HEADS)
+    if opt.angles not in V1_ANGLES:
+        raise unknown_name("--angles", opt.angles, V1_ANGLES)
     threads = max(1, usable_cpus() // max(1, workers))
     pool = make_executor(executor, workers, threads, opt.device, address)
     runs = [r for r in GRIDS[grid](opt) if not opt.only or fnmatch.fnmatchcase(r.run_id, opt.only)]

@@ -37,6 +37,8 @@ from .quantum.precision import full_precision
 from .quantum.state import product_state
 
 V1_HEADS = ("logprob", "paper")
+# paper-v1 front-end output range -> the factor in theta = factor * tanh(.)
+V1_ANGLES = {"pi": math.pi, "half-pi": math.pi / 2}
 # Probability floor of the logprob head: logits = log(p + 0.01). Without it,
 # d log p / d theta is unbounded as a class state's p -> 0, and batch-1 training blew up:
 # MNIST 0-5, 3 qubits, 3 epochs, test acc with floor 1e-10 / 1e-3 / 1e-2: no teacher
@@ -72,10 +74,22 @@ def _check_memory(qubits: int) -> None:
 class V1FrontEnd(nn.Module):
     """The paper's classical front end: Conv(C->10,k5) MaxPool2 ReLU, Conv(10->20,k5)
     Dropout2d MaxPool2 ReLU, FC ->50 ReLU, Dropout, FC 50->n; output pi * tanh(.)
-    (angles in (-pi, pi)). 21,483 parameters at 1x28x28 with n = 3."""
+    (angles in (-pi, pi)). 21,483 parameters at 1x28x28 with n = 3.
 
-    def __init__(self, image_shape: tuple[int, int, int], n_out: int):
+    ``angles="half-pi"`` (not the paper's) outputs pi/2 * tanh(.) instead. Why: a
+    qubit's P(1) = (1 + sin theta) / 2 rises only up to theta = pi/2 and falls again
+    beyond it; at theta = +-pi (tanh saturated) every bit is 50/50, the basis states
+    are uniform and the gradient through tanh is gone. Distillation drove paper-v1
+    students into exactly that state (MNIST runs at chance in the committed grid; the
+    angles of every image reach |theta| = pi within ~300 steps). On (-pi/2, pi/2) P(1)
+    is monotonic, and saturation means a confident bit, not a uniform one.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], n_out: int, angles: str = "pi"):
         super().__init__()
+        if angles not in V1_ANGLES:
+            raise unknown_name("paper-v1 angle range", angles, V1_ANGLES)
+        self.angles, self.angle_scale = angles, V1_ANGLES[angles]
         c, h, w = image_shape
         hs = [((s - 4) // 2 - 4) // 2 for s in (h, w)]
         if min(hs) < 1:
@@ -89,7 +103,7 @@ class V1FrontEnd(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return math.pi * torch.tanh(self.net(x))
+        return self.angle_scale * torch.tanh(self.net(x))
 
 
 class V1Circuit(nn.Module):
@@ -153,7 +167,7 @@ class PaperV1Student(nn.Module):
     """
 
     def __init__(self, num_classes: int, image_shape: tuple[int, int, int], qubits: int = 3,
-                 shots: int | None = None, head: str = "logprob"):
+                 shots: int | None = None, head: str = "logprob", angles: str = "pi"):
         super().__init__()
         _check_qubits(qubits, num_classes, "paper-v1 student")
         if head not in V1_HEADS:
@@ -161,7 +175,7 @@ class PaperV1Student(nn.Module):
         self.num_classes, self.head = num_classes, head
         self.image_shape = tuple(image_shape)
         self.class_outputs = list(range(num_classes))  # basis states |0>..|K-1>
-        self.front = V1FrontEnd(image_shape, qubits)
+        self.front = V1FrontEnd(image_shape, qubits, angles)
         self.circuit = V1Circuit(qubits, shots)
 
     def circuit_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -392,7 +406,11 @@ def _build_student(cfg: StudentConfig, num_classes: int,
                    image_shape: tuple[int, int, int]) -> nn.Module:
     shape = tuple(image_shape)
     if cfg.name == "paper-v1":
-        return PaperV1Student(num_classes, shape, cfg.qubits, cfg.shots, cfg.head)
+        return PaperV1Student(num_classes, shape, cfg.qubits, cfg.shots, cfg.head,
+                              cfg.angles)
+    if cfg.angles != "pi":
+        raise QdistillError(f"student.angles={cfg.angles!r} is for the paper-v1 student "
+                            f"only (its CNN front end), not {cfg.name}")
     if cfg.name == "paper-v2":
         return PaperV2Student(num_classes, shape, cfg.qubits, cfg.reduction, cfg.encoding,
                               cfg.shots)
