@@ -2,7 +2,7 @@
 """Watch a paper-v1 student collapse under distillation, step by step.
 
 Replays the first steps of one committed grid run (its config: data, seed, teacher,
-the notebooks' loss CE + alpha*T^2*KL) with batch 1 and Adam, exactly in the order of
+the run's KDLoss: the notebooks' CE + alpha*T^2*KL) with batch 1 and Adam, exactly in the order of
 ``fit``'s first epoch, and prints every 150 steps: the two loss terms, the front end's
 angles (mean |theta|, the fraction at |theta| > 3, and their spread across images)
 and the accuracy on the first 400 training images.
@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from qdistill.config import DistillConfig, from_dict
-from qdistill.distill import teacher_logits
+from qdistill.distill import KDLoss, teacher_logits
 from qdistill.runs import build_task
 from qdistill.student_runs import resolve_teacher
 from qdistill.students import build_student
-from qdistill.train import _epoch_order, as_float, seed_everything
+from qdistill.train import _epoch_order, as_float, cross_entropy, seed_everything
 
 RUN = "results/paper-v1-logprob/runs/mnist_0-7_q3_lenet-te10_s1"
 
@@ -50,7 +50,8 @@ def main() -> None:
     student = build_student(cfg.student, task.num_classes, task.image_shape)
     teacher, meta = resolve_teacher(cfg, task, log=print)
     soft = teacher_logits(teacher, meta, task.train.images)
-    t, alpha = cfg.kd.temperature, cfg.kd.alpha
+    t = cfg.kd.temperature
+    kd = KDLoss(t, cfg.kd.alpha, cfg.kd.variant, getattr(student, "class_outputs", None))
     seed_everything(cfg.train.seed)  # as fit
     opt = torch.optim.Adam(student.parameters(), lr=cfg.train.lr)
     x_all, y_all = as_float(task.train.images), task.train.labels
@@ -60,11 +61,13 @@ def main() -> None:
           f"{F.softmax(soft / t, 1).max(1).values.mean().item():.3f}")
     student.train()
     for step, i in enumerate(order):
-        s = student(x_all[i:i + 1])
-        ce = F.cross_entropy(s, y_all[i:i + 1])
-        kl = F.kl_div(F.log_softmax(s[:, :task.num_classes] / t, 1),
-                      F.softmax(soft[i:i + 1] / t, 1), reduction="batchmean")
-        loss = ce + alpha * t * t * kl if args.loss == "kd" else ce
+        s, y = student(x_all[i:i + 1]), y_all[i:i + 1]
+        # The product's losses (what fit trains with); the two terms only for printing.
+        loss = kd(s, y, soft[i:i + 1]) if args.loss == "kd" else cross_entropy(s, y, None)
+        with torch.no_grad():
+            ce = F.cross_entropy(s, y)
+            kl = F.kl_div(F.log_softmax(s[:, :task.num_classes] / t, 1),
+                          F.softmax(soft[i:i + 1] / t, 1), reduction="batchmean")
         opt.zero_grad()
         loss.backward()
         opt.step()
