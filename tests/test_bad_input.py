@@ -4,7 +4,8 @@ Every case goes through ``qdistill ...`` (``cli.main``) and must end the same wa
 status 2, exactly one line on stderr that starts with ``qdistill: error:`` and names the
 problem, no traceback, and nothing partial on disk (no output directory, no teacher
 trained into the cache, a run directory left byte for byte as it was). The one
-exception is the NaN stop, which by design keeps the checkpoint of the last good epoch.
+exception is the non-finite (NaN or inf) stop, which by design keeps the checkpoint of the
+last good epoch.
 """
 
 import gzip
@@ -17,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from test_data_sources import small_set, write_idx_dir  # the same tiny IDX sets
 
 from qdistill.cli import main
 from qdistill.data import cache_dir, core
 from qdistill.data.cache import save_arrays
+from qdistill.teachers import MLP, TEACHERS
 
 IDX = core.IDX_FILES
 SMALL = ["--train-per-class", "20", "--test-per-class", "10", "--val-per-class", "5"]
@@ -272,13 +276,16 @@ def test_unknown_name_lists_the_valid_ones(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.parametrize("option,message", [
-    (["--temperature", "0"], "KD temperature must be a positive number, got 0.0"),
-    (["--temperature", "-3"], "KD temperature must be a positive number, got -3.0"),
-    (["--temperature", "nan"], "KD temperature must be a positive number, got nan"),
-    (["--temperature", "inf"], "KD temperature must be a positive number, got inf"),
-    (["--alpha", "1.5"], r"KD alpha must be in \[0, 1\], got 1.5"),
-    (["--alpha", "-0.1"], r"KD alpha must be in \[0, 1\], got -0.1"),
-    (["--alpha", "nan"], r"KD alpha must be in \[0, 1\], got nan"),
+    (["--temperature", "0"], "argument --temperature: must be > 0, got 0"),
+    (["--temperature", "-3"], "argument --temperature: must be > 0, got -3"),
+    (["--temperature", "nan"], "argument --temperature: must be > 0, got nan"),
+    (["--temperature", "inf"], "argument --temperature: must be > 0, got inf"),
+    (["--alpha", "1.5"], r"argument --alpha: must be 0\.\.1, got 1.5"),
+    (["--alpha", "-0.1"], r"argument --alpha: must be 0\.\.1, got -0.1"),
+    (["--alpha", "nan"], r"argument --alpha: must be 0\.\.1, got nan"),
+    # the same ranges hold for YAML / --set values, and name the option
+    (["--set", "kd.temperature=0"], r"--temperature \(kd\.temperature\): must be > 0"),
+    (["--set", "kd.alpha=.nan"], r"--alpha \(kd\.alpha\): must be 0\.\.1, got nan"),
 ])
 def test_invalid_temperature_or_alpha(tmp_path, capsys, option, message):
     out = tmp_path / "out"
@@ -286,35 +293,120 @@ def test_invalid_temperature_or_alpha(tmp_path, capsys, option, message):
     assert not out.exists() and no_teacher_trained()
 
 
-def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_names_the_epoch(tmp_path, capsys):
-    # One Adam step per epoch (the batch holds every training image) of size lr = 1e18:
-    # epoch 1's loss is that of the initial weights and its evaluation still gives finite
-    # logits; epoch 2 runs on weights ~1e18 whose loss overflows float32. (--lr 1e18 also
-    # checks that the flag's float reaches the config as a float: YAML reads "1e+18" as
-    # a string.)
-    out = tmp_path / "out"
-    argv = [*TEACHER, "--epochs", "4", "--batch-size", "4096", "--lr", "1e18", "--out", out]
-    refused(capsys, argv, r"training loss became (nan|inf) in epoch 2",
-            re.escape(f"the checkpoint of epoch 1 is kept in {out}"))
+# Divergence is injected, not provoked: a huge --lr overflows float32 into NaN on one
+# CPU and into +-inf on another (AVX-512 MKL GEMMs), so each case here makes the loss or
+# the outputs non-finite on purpose, at a chosen epoch, with NaN, +inf and -inf alike.
+# TEACHER with --batch-size 4096 takes one Adam step per epoch (the batch holds every
+# training image), so "step k" and "epoch k" are the same thing below.
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+def _poison_loss(monkeypatch, value: float, from_call: int) -> None:
+    """The training loss (F.cross_entropy) gets ``value`` added from its from_call-th
+    call on; the gradient, and so the weights, stay those of the real loss."""
+    real, calls = F.cross_entropy, [0]
+
+    def loss(*args, **kwargs):
+        calls[0] += 1
+        out = real(*args, **kwargs)
+        return out + value if calls[0] >= from_call else out
+
+    monkeypatch.setattr(F, "cross_entropy", loss)
+
+
+def _diverging_mlp(monkeypatch, value: float, after_steps: int) -> None:
+    """``--arch mlp`` builds an MLP whose outputs get ``value`` added once it has taken
+    ``after_steps`` optimiser steps. The count is a buffer, so it is checkpointed and a
+    resumed run diverges at the same epoch as the first."""
+
+    class DivergingMLP(MLP):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.register_buffer("steps_taken", torch.zeros(1, dtype=torch.long))
+
+        def forward(self, x):
+            out = super().forward(x)
+            done = int(self.steps_taken)  # steps taken before this forward
+            if self.training:  # one training forward per optimiser step
+                self.steps_taken += 1
+            return out + value if done >= after_steps else out
+
+    monkeypatch.setitem(TEACHERS, "mlp", DivergingMLP)
+
+
+def _assert_kept_epoch_1(out: Path) -> None:
     assert json.loads((out / "last.json").read_text())["epoch"] == 1
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1] and np.isfinite(history[0]["train_loss"])
+    assert np.isfinite(history[0]["val_acc"]) and np.isfinite(history[0]["test_acc"])
     assert not (out / "best.safetensors").exists() and not (out / "result.json").exists()
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_non_finite_loss_in_epoch_1_stops_with_no_checkpoint(tmp_path, capsys, monkeypatch,
+                                                             value):
+    _poison_loss(monkeypatch, value, from_call=1)
+    out = tmp_path / "out"
+    argv = [*TEACHER, "--epochs", "3", "--batch-size", "4096", "--out", out]
+    refused(capsys, argv, re.escape(f"training loss became non-finite (NaN or inf: {value})"
+                                    " in epoch 1"),
+            "no epoch had finished, so no checkpoint")
+    assert not out.exists()  # a run directory appears only with its first finished epoch
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_non_finite_loss_in_epoch_2_keeps_epoch_1_and_names_the_epoch(tmp_path, capsys,
+                                                                      monkeypatch, value):
+    # (--lr 1e-05 also checks that the flag's float reaches the config as a float: YAML
+    # reads "1e-05" as a string.)
+    _poison_loss(monkeypatch, value, from_call=2)
+    out = tmp_path / "out"
+    argv = [*TEACHER, "--epochs", "4", "--batch-size", "4096", "--lr", "1e-05", "--out", out]
+    refused(capsys, argv, re.escape(f"training loss became non-finite (NaN or inf: {value})"
+                                    " in epoch 2"),
+            re.escape(f"the checkpoint of epoch 1 is kept in {out}"))
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 1e-05
+    _assert_kept_epoch_1(out)
     # The kept checkpoint is whole: the same command resumes from it (and stops again).
     kept = snapshot(out)
+    _poison_loss(monkeypatch, value, from_call=1)  # the resumed run's first step is epoch 2
     assert main([str(a) for a in argv]) == 2
-    assert f"resuming {out} after epoch 1" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"resuming {out} after epoch 1" in captured.out
+    assert "in epoch 2" in captured.err
     assert snapshot(out)["last.safetensors"] == kept["last.safetensors"]
 
 
-def test_nan_outputs_after_an_epoch_stop_before_its_checkpoint(tmp_path, capsys):
-    # lr = 1e20: after epoch 1's single step the logits are NaN on the validation
-    # images; that epoch's weights are not checkpointed or selected.
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_non_finite_outputs_after_epoch_1_stop_before_its_checkpoint(tmp_path, capsys,
+                                                                     monkeypatch, value):
+    # Epoch 1's loss is finite (its step starts from the initial weights); the weights it
+    # ends with give non-finite outputs on the validation images, so epoch 1 is neither
+    # checkpointed nor selected.
+    _diverging_mlp(monkeypatch, value, after_steps=1)
     out = tmp_path / "out"
-    argv = [*TEACHER, "--epochs", "2", "--batch-size", "4096", "--lr", "1e20", "--out", out]
-    refused(capsys, argv, r"the model's outputs became NaN in epoch 1",
+    argv = [*TEACHER, "--epochs", "2", "--batch-size", "4096", "--out", out]
+    refused(capsys, argv,
+            re.escape("the model's outputs became non-finite (NaN or inf) in epoch 1"),
             "no epoch had finished, so no checkpoint")
-    assert not (out / "last.safetensors").exists() and not (out / "best.safetensors").exists()
+    assert not out.exists()  # a run directory appears only with its first finished epoch
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_non_finite_outputs_in_epoch_2_keep_the_epoch_1_checkpoint(tmp_path, capsys,
+                                                                   monkeypatch, value):
+    _diverging_mlp(monkeypatch, value, after_steps=2)
+    out = tmp_path / "out"
+    argv = [*TEACHER, "--epochs", "4", "--batch-size", "4096", "--out", out]
+    message = re.escape("the model's outputs became non-finite (NaN or inf) in epoch 2")
+    refused(capsys, argv, message, re.escape(f"the checkpoint of epoch 1 is kept in {out}"))
+    _assert_kept_epoch_1(out)
+    kept = snapshot(out)
+    assert main([str(a) for a in argv]) == 2  # resumes after epoch 1, diverges again
+    captured = capsys.readouterr()
+    assert f"resuming {out} after epoch 1" in captured.out
+    assert re.search(message, captured.err), captured.err
+    assert snapshot(out)["last.safetensors"] == kept["last.safetensors"]
 
 
 # --- checkpoints and teachers ----------------------------------------------------------
@@ -402,9 +494,11 @@ def test_teacher_of_other_classes_or_dataset_is_refused(trained, tmp_path, capsy
     ("train:\n  epoch: 3\n",
      r"unknown config key\(s\) \['epoch'\] in section 'train'; valid: \['batch_size'"),
     ("arch: mlp\nteacher: lenet\n", r"unknown config key\(s\) \['teacher'\]; valid: "),
-    ("train:\n  epochs: many\n", r"config key 'train\.epochs': expected int, got 'many'"),
-    ("train:\n  epochs: 2.5\n", r"config key 'train\.epochs': expected int, got 2\.5"),
-    ("train:\n  deterministic: 3\n", r"'train\.deterministic': expected bool, got 3"),
+    # a key with an option of its own is named by both (YAML and --set alike)
+    ("train:\n  epochs: many\n", r"--epochs \(train\.epochs\): expected int, got 'many'"),
+    ("train:\n  epochs: 2.5\n", r"--epochs \(train\.epochs\): expected int, got 2\.5"),
+    ("train:\n  epochs: 0\n", r"--epochs \(train\.epochs\): must be 1\.\.100000, got 0"),
+    ("train:\n  deterministic: 3\n", r"train\.deterministic\): expected bool, got 3"),
     ("data: 5\n", r"config section 'data' must be a mapping, got 5"),
     ("- arch\n- mlp\n", r"must hold a mapping at the top level"),
     ("train: [1, 2\n", r"is not valid YAML \(line 2, column 1\): expected ',' or ']'"),

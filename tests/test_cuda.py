@@ -75,10 +75,14 @@ def test_distillation_run_cpu_equals_cuda(task):
                      loss_fn=KDLoss(3.0, 0.9), soft_targets=soft, log=None)
         assert next(model.parameters()).device.type == device
         histories.append(result.history)
+    # Accuracies: at most one image apart (of the smallest split, validation: 4 x 8). The
+    # weights agree to float rounding, not bitwise, and that can flip the argmax of an
+    # image whose top two logits are a near tie.
+    one_image = 1 / len(task.val.labels)
     for a, b in zip(*histories, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-4)
         for key in ("train_acc", "val_acc", "test_acc"):
-            assert a[key] == pytest.approx(b[key], abs=1e-4)
+            assert a[key] == pytest.approx(b[key], abs=one_image + 1e-9), key
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -249,11 +249,11 @@ def test_val_sizes_and_empty_val(mnist):
 
 def test_too_large_limits_name_class_requested_and_available(mnist):
     with pytest.raises(DataError, match=r"class 5 .*6000 requested, only 5421"):
-        make_task("mnist", "5", train_per_class=6000)
+        make_task("mnist", "5,6", train_per_class=6000)
     with pytest.raises(DataError, match=r"class 5 .*test_per_class=900 requested, only 892"):
-        make_task("mnist", "5", test_per_class=900)
+        make_task("mnist", "5,6", test_per_class=900)
     with pytest.raises(DataError, match=r"class 0 .*val_per_class=100 requested, only 74"):
-        make_task("digits", "0", train_per_class=60, val_per_class=100)
+        make_task("digits", "0,1", train_per_class=60, val_per_class=100)
     with pytest.raises(DataError, match=r"0\.\.9"):
         make_task("digits", "0-10")
     with pytest.raises(DataError, match="train_per_class"):

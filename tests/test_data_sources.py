@@ -3,6 +3,7 @@ a local file:// mirror, the restricted unpickler, CIFAR-10 batches, the enforced
 
 import gzip
 import hashlib
+import json
 import logging
 import pickle
 import shutil
@@ -122,6 +123,30 @@ def test_partial_and_missing_directories(tmp_path):
         load_raw("mnist", tmp_path / "nope")
 
 
+def test_a_given_directory_without_the_files_is_an_error_not_a_fall_back(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty \(data_dir argument\) has no mnist IDX "
+                       r"files: expected train-images-idx3-ubyte, .*t10k-labels-idx1-ubyte"):
+        load_raw("mnist", tmp_path / "empty")
+    assert not (cache_dir() / "mnist").exists()
+
+
+def test_files_replaced_on_disk_are_read_again_not_served_from_memory(tmp_path):
+    d = write_idx_dir(tmp_path / "data", small_set(seed=0))
+    first = load_raw("mnist", d).train_images
+    write_idx_dir(d, small_set(seed=1))  # same names and sizes, other pixels
+    assert not torch.equal(load_raw("mnist", d).train_images, first)
+
+
+def test_own_labels_beyond_the_classes_are_refused(tmp_path):
+    arrays = small_set()
+    arrays[FILES[1]][3] = 12
+    d = write_idx_dir(tmp_path / "data", arrays)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: labels outside mnist's "
+                       r"classes 0\.\.9: 12 \(1 image\)"):
+        load_raw("mnist", d)
+
+
 def test_enforced_source_refuses_non_official_files(tmp_path, monkeypatch):
     write_idx_dir(tmp_path / "deb", small_set(hw=(28, 28)), gz=True)
     monkeypatch.setattr(core, "DEBIAN_FASHION_DIR", tmp_path / "deb")
@@ -135,7 +160,13 @@ def test_official_files_in_a_dir_are_ok_and_a_dataset_mix_up_is_refused(tmp_path
     shutil.copytree(core.DEBIAN_FASHION_DIR, tmp_path / "fashion-mnist")
     raw = load_raw("fashion-mnist", tmp_path)
     assert raw.checksums == dict.fromkeys(FILES, "ok")
-    assert (cache_dir() / "fashion-mnist" / "meta.json").exists()  # official: cached
+    meta = cache_dir() / "fashion-mnist" / "meta.json"
+    assert meta.exists()  # official content: cached, keyed by that content
+    assert json.loads(meta.read_text())["content_md5"] == core.OFFICIAL_MD5["fashion-mnist"]
+    written = {p.name: p.stat().st_mtime_ns for p in meta.parent.iterdir()}
+    clear_memory_cache()
+    load_raw("fashion-mnist", tmp_path)  # the same content again: nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in meta.parent.iterdir()} == written
     with pytest.raises(DataError, match="official fashion-mnist file, not mnist"):
         load_raw("mnist", tmp_path / "fashion-mnist")
 

@@ -3,7 +3,9 @@
 With the global batch fixed, rank r of N takes positions r, r+N, ... of every
 single-process batch (distributed.EpochSampler), so the averaged DDP gradient is the
 single-process gradient up to float summation order. Tolerance: 1e-4 on the weights
-and on the loss after 2 epochs (seen: ~1e-8); accuracies identical. One exception:
+and on the loss after 2 epochs (seen: ~1e-8); accuracies identical up to one image (seen:
+identical), since weights that differ by float rounding may flip the argmax of an image
+whose top two logits are a near tie. One exception:
 a parameter whose gradient is exactly zero in theory (the paper-v2 block's last RZ,
 which commutes with the Z measurement) gets float-noise gradients that Adam
 normalises into steps of up to lr, so it may drift by up to lr x steps — harmlessly,
@@ -34,14 +36,14 @@ def _qdistill(args: list[str], nproc: int) -> subprocess.CompletedProcess:
     return proc
 
 
-def _compare(one: Path, two: Path, inert: tuple[str, ...] = ()) -> None:
+def _compare(one: Path, two: Path, smallest_split: int, inert: tuple[str, ...] = ()) -> None:
     h1 = json.loads((one / "result.json").read_text())["history"]
     h2 = json.loads((two / "result.json").read_text())["history"]
     assert len(h1) == len(h2) == 2
     for a, b in zip(h1, h2, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        for key in ("train_acc", "val_acc", "test_acc"):
-            assert a[key] == b[key], key
+        for key in ("train_acc", "val_acc", "test_acc"):  # at most one image apart
+            assert abs(a[key] - b[key]) <= 1 / smallest_split + 1e-9, (key, a[key], b[key])
     w1, w2 = load_file(one / "best.safetensors"), load_file(two / "best.safetensors")
     assert w1.keys() == w2.keys()
     for k in w1:
@@ -75,7 +77,7 @@ def test_teacher_ddp_matches_single_process(tmp_path):
     _qdistill([*args, "--out", str(tmp_path / "one")], 1)
     proc = _qdistill([*args, "--out", str(tmp_path / "ddp")], 2)
     assert proc.stdout.count("test accuracy") == 1  # rank 1 prints nothing
-    _compare(tmp_path / "one", tmp_path / "ddp")
+    _compare(tmp_path / "one", tmp_path / "ddp", smallest_split=5 * 20)  # validation
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
 
 
@@ -89,7 +91,8 @@ def test_distilled_quantum_student_ddp_matches_single_process(tmp_path):
             "--epochs", "2", "--batch-size", "16", "--device", "cpu"]
     _qdistill([*args, "--out", str(tmp_path / "one")], 1)
     _qdistill([*args, "--out", str(tmp_path / "ddp")], 2)
-    _compare(tmp_path / "one", tmp_path / "ddp", inert=("quantum.ansatz.shared",))
+    _compare(tmp_path / "one", tmp_path / "ddp", smallest_split=4 * 10,  # validation
+             inert=("quantum.ansatz.shared",))
     # ... and the inert parameter's drift is the RZ before measurement only.
     w1, w2 = (load_file(tmp_path / d / "best.safetensors") for d in ("one", "ddp"))
     drift = (w1["quantum.ansatz.shared"] - w2["quantum.ansatz.shared"]).abs()[0]

@@ -51,13 +51,12 @@ def test_distill_cli_writes_run(tmp_path, capsys):
     meta = json.loads((out / "best.json").read_text())
     assert meta["kind"] == "student" and meta["classes"] == [0, 1, 2, 3, 4, 5]
     assert meta["config"]["kd"]["temperature"] == 3.0
-    with pytest.raises(SystemExit):
-        main(["distill", "--help"])
+    assert main(["distill", "--help"]) == 0
 
 
 def test_bad_kd_settings_are_one_line_errors(capsys):
     assert main(["distill", "--alpha", "2", "--teacher", "mlp", "--epochs", "1"]) == 2
-    assert "alpha must be in [0, 1]" in capsys.readouterr().err
+    assert "argument --alpha: must be 0..1, got 2" in capsys.readouterr().err
 
 
 def test_load_student_round_trip(tmp_path):

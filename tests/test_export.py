@@ -22,6 +22,7 @@ from qdistill.errors import QdistillError
 from qdistill.export import export_student, student_circuit
 from qdistill.quantum.gates import Op, apply_ops
 from qdistill.quantum.measure import probabilities
+from qdistill.quantum.noise import NoiseModel, noisy
 from qdistill.quantum.qasm import to_qasm3
 from qdistill.quantum.state import zero_state
 from qdistill.runs import build_task
@@ -183,7 +184,7 @@ def test_export_matches_student_on_independent_simulator(runs, name, tmp_path):
     assert {g for g, _, _ in gates} <= ALLOWED
     assert n == doc["qasm"]["n_qubits"] and len(gates) == doc["qasm"]["gates"]
     ref = np.abs(reference_state(text)) ** 2
-    np.testing.assert_allclose(ref, doc["probabilities"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ref, doc["ideal"]["probabilities"], atol=1e-5, rtol=0)
 
     student, meta = _exact_student(runs[name])
     x, label = _test_image(meta, 1)
@@ -201,10 +202,13 @@ def test_export_matches_student_on_independent_simulator(runs, name, tmp_path):
             outputs = student.quantum(features)[0]
             np.testing.assert_allclose(doc["circuit_input"], features[0].tolist(), rtol=0,
                                        atol=0)
-    np.testing.assert_allclose(doc["probabilities"], own.tolist(), rtol=0, atol=0)
-    np.testing.assert_allclose(doc["outputs"], outputs.tolist(), rtol=0, atol=0)
-    np.testing.assert_allclose(doc["logits"], logits.tolist(), rtol=0, atol=0)
-    assert doc["predicted_class"] == int(logits.argmax())
+    np.testing.assert_allclose(doc["ideal"]["probabilities"], own.tolist(), rtol=0, atol=0)
+    np.testing.assert_allclose(doc["ideal"]["outputs"], outputs.tolist(), rtol=0, atol=0)
+    np.testing.assert_allclose(doc["ideal"]["logits"], logits.tolist(), rtol=0, atol=0)
+    assert doc["ideal"]["predicted_class"] == int(logits.argmax())
+    # A noiseless student: its own forward is the ideal circuit, and there is no noisy block.
+    assert doc["trained_and_evaluated_with"] == "ideal" and doc["noisy"] is None
+    assert doc["format"] == "qdistill-export/2" and "logits" not in doc
     # The JSON alone turns the independent simulator's probabilities into the logits.
     np.testing.assert_allclose(logits_from_probs(ref, doc), logits.numpy(), atol=1e-4)
     assert doc["image"] == {"source": "test split", "test_index": 1, "label": label,
@@ -212,6 +216,136 @@ def test_export_matches_student_on_independent_simulator(runs, name, tmp_path):
                             "class_name": meta["task"]["class_names"][label]}
     assert doc["task"]["dataset"] == "mnist" and doc["qdistill_version"]
     assert "c[k] = qubit k" == doc["measurement"]["bits"]
+
+
+# ---------------------------------------------------------- noise-trained students ---
+
+NOISY_STUDENTS = {  # student.noise set: trained (and evaluated) with its circuit under noise
+    "v1-noisy": ["student.noise=depolarizing=0.05,readout=0.05"],
+    "v1-paper-head-shots-noisy": ["student.head=paper", "student.qubits=2", "student.shots=50",
+                                  "student.noise=depolarizing=0.05,readout=0.05"],
+    "v2-pca-angle-noisy": ["student.name=paper-v2", "student.qubits=4",
+                           "student.reduction=pca", "student.encoding=angle",
+                           "student.noise=depolarizing=0.02,depolarizing2=0.05,readout=0.03"],
+    "q-avgpool-amplitude-z-damping": [
+        "student.name=quantum", "student.qubits=4", "student.reduction=avgpool",
+        "student.readout=z", "student.noise=depolarizing=0.01,damping=0.05,readout=0.02"],
+    "q-crop-qcnn-trajectories": [
+        "student.name=quantum", "student.qubits=4", "student.reduction=crop",
+        "student.ansatz=qcnn", "student.noise=depolarizing=0.05,readout=0.05",
+        "student.noise_method=trajectories", "student.noise_trajectories=8"],
+}
+_PENNYLANE = {"h": "Hadamard", "x": "PauliX", "y": "PauliY", "z": "PauliZ", "rx": "RX",
+              "ry": "RY", "rz": "RZ", "U": "U3", "cx": "CNOT", "cz": "CZ", "crx": "CRX",
+              "cry": "CRY", "crz": "CRZ", "swap": "SWAP"}
+
+
+@pytest.fixture(scope="module")
+def noisy_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export-noisy-runs")
+    for name, overrides in NOISY_STUDENTS.items():
+        run_distill(load_config(DistillConfig, None, [*SMALL, *overrides]), root / name, log=None)
+    return {name: root / name for name in NOISY_STUDENTS}
+
+
+def _close(actual, expected, atol=1e-6):
+    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float64),
+                               torch.as_tensor(expected, dtype=torch.float64), rtol=0, atol=atol)
+
+
+def _check_prediction(block, logits):
+    """predicted_class is the argmax of ``logits`` where the top two are not a near tie."""
+    assert block["predicted_class"] == int(np.argmax(block["logits"]))
+    logits = torch.as_tensor(logits, dtype=torch.float64).numpy()
+    top = np.sort(logits)[::-1]
+    if top[0] - top[1] > 1e-4:
+        assert block["predicted_class"] == int(np.argmax(logits))
+
+
+def pennylane_noisy_probs(text: str, noise: NoiseModel) -> np.ndarray:
+    """The exported program under ``noise`` on PennyLane's ``default.mixed``: after
+    every gate depolarizing then damping on its wires, every measured bit flipped with
+    probability ``readout``; probabilities of all qubits (qubit 0 most significant)."""
+    import pennylane as qml
+
+    n, gates, _ = parse_qasm(text)
+    paulis = [np.eye(2), _X, _Y, _Z]
+    two = [np.kron(a, b) for a in paulis for b in paulis]
+
+    @qml.qnode(qml.device("default.mixed", wires=n))
+    def circuit():
+        for name, params, wires in gates:
+            getattr(qml, _PENNYLANE[name])(*params, wires=wires)
+            if len(wires) == 1 and noise.depolarizing:
+                qml.DepolarizingChannel(noise.depolarizing, wires=wires)
+            if len(wires) == 2 and noise.depolarizing2:
+                p = noise.depolarizing2
+                qml.QubitChannel([math.sqrt(1 - p) * two[0]]
+                                 + [math.sqrt(p / 15) * k for k in two[1:]], wires=wires)
+            for w in wires if noise.damping else ():
+                qml.AmplitudeDamping(noise.damping, wires=w)
+        for w in range(n) if noise.readout else ():
+            qml.BitFlip(noise.readout, wires=w)
+        return qml.probs(wires=range(n))
+
+    return np.asarray(circuit())
+
+
+@pytest.mark.parametrize("name", list(NOISY_STUDENTS))
+def test_noise_trained_export_keeps_ideal_and_noisy_apart(noisy_runs, name, tmp_path):
+    # The .qasm is the ideal circuit; the JSON gives its numbers in "ideal" and the
+    # student's own (noisy) numbers in "noisy", each block consistent in itself.
+    run = noisy_runs[name]
+    student, meta = _exact_student(run)  # the noise model comes back from the config
+    layer = student.circuit if meta["student"]["name"] == "paper-v1" else student.quantum
+    sim = layer.noise
+    noise = NoiseModel.parse(meta["student"]["noise"])
+    assert sim is not None and sim.noise == noise
+    differ = 0.0
+    for index in range(4):
+        paths = export_student(run, index, tmp_path)
+        text, doc = paths["qasm"].read_text(), json.loads(paths["json"].read_text())
+        ideal, noisy_ = doc["ideal"], doc["noisy"]
+        assert doc["trained_and_evaluated_with"] == "noisy"
+        assert noise.spec() in doc["trained_and_evaluated_with_note"]
+        assert noisy_["noise_model"] == noise.spec()
+        assert noisy_["method"] == meta["student"]["noise_method"]
+        assert set(ideal) <= set(noisy_) and not {"probabilities", "outputs", "logits",
+                                                   "predicted_class"} & set(doc)
+
+        # ideal: the exported gate list re-simulated independently gives its probabilities;
+        # its logits are the head on them (from the JSON alone, and by the student's head).
+        ref = np.abs(reference_state(text)) ** 2
+        _close(ideal["probabilities"], ref)
+        _close(ideal["logits"], logits_from_probs(np.asarray(ideal["probabilities"]), doc))
+        with torch.no_grad():
+            head = class_logits(student, student.logits_from_circuit(
+                torch.tensor([ideal["outputs"]])))[0]
+        _close(ideal["logits"], head)
+        x, _ = _test_image(meta, index)
+        with noisy(student, None), torch.no_grad():  # the student with its noise removed
+            _close(ideal["logits"], class_logits(student, student(x))[0])
+        _check_prediction(ideal, ideal["logits"])
+
+        # noisy: the student's own forward (its noise model attached; trajectories rerun
+        # from the recorded seed), and the head on the noisy probabilities.
+        if noisy_["trajectory_seed"] is not None:
+            assert noisy_["trajectories"] == meta["student"]["noise_trajectories"]
+            sim.reseed(noisy_["trajectory_seed"])
+        with torch.no_grad():
+            own = class_logits(student, student(x))[0]
+        _close(noisy_["logits"], own)
+        _close(noisy_["logits"], logits_from_probs(np.asarray(noisy_["probabilities"]), doc))
+        _check_prediction(noisy_, own)
+        # qdistill's complex64 density matrices vs complex128: float32 rounding (the trace
+        # drifts by ~5e-6 over a 4-qubit circuit with damping), hence 1e-5 here.
+        _close(sum(noisy_["probabilities"]), 1.0, atol=1e-5)
+        if index == 0 and sim.method == "density":  # the .qasm under the named noise model
+            pytest.importorskip("pennylane")
+            _close(noisy_["probabilities"], pennylane_noisy_probs(text, noise), atol=1e-5)
+        differ = max(differ, float(np.abs(np.subtract(ideal["logits"],
+                                                      noisy_["logits"])).max()))
+    assert differ > 1e-3  # the two blocks really are different numbers
 
 
 @pytest.mark.parametrize("name", list(STUDENTS))
@@ -230,7 +364,7 @@ def test_qiskit_reads_the_exported_program(runs, name, tmp_path):
     qc.remove_final_measurements()
     # Qiskit is little-endian: qargs reversed gives index j = sum b_k 2**(n-1-k).
     probs = Statevector(qc).probabilities(qargs=list(range(n))[::-1])
-    np.testing.assert_allclose(probs, doc["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(probs, doc["ideal"]["probabilities"], atol=1e-5)
 
 
 def pennylane_qasm3(text: str) -> str:
@@ -258,7 +392,7 @@ def test_pennylane_reads_the_exported_program_with_two_edits(runs, tmp_path):
             qml.from_qasm3(text)()
             return qml.probs(wires=wires)
 
-        np.testing.assert_allclose(circuit(), doc["probabilities"], atol=1e-5)
+        np.testing.assert_allclose(circuit(), doc["ideal"]["probabilities"], atol=1e-5)
 
 
 def test_half_pi_run_loads_and_exports_as_trained(runs, tmp_path):
@@ -335,7 +469,8 @@ def test_cli_export_test_index_and_npy(runs, tmp_path, capsys):
                      "--shots", "7", "--out", str(tmp_path / "out")]) == 0
         doc = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
         assert doc["image"]["source"] == "file" and doc["qasm"]["shots"] == 7
-        np.testing.assert_allclose(doc["probabilities"], by_index["probabilities"], atol=1e-6)
+        np.testing.assert_allclose(doc["ideal"]["probabilities"],
+                                   by_index["ideal"]["probabilities"], atol=1e-6)
     assert capsys.readouterr().out.split()[-1] == str(tmp_path / "out" / "flat.json")
 
 
@@ -353,7 +488,7 @@ def test_errors_are_one_line(runs, tmp_path, capsys):
         (run, tmp_path / "ints.npy", "neither uint8"),
         (run, tmp_path / "missing.npy", "does not exist"),
         (run, 12, r"test index 12 is out of range: .* 12 images \(0\.\.11\)"),
-        (run, -1, "out of range"),
+        (run, -1, "out of range|--test-index: must be >= 0"),
     ]
     for run_dir, image, message in cases:
         with pytest.raises(QdistillError, match=message):

@@ -31,6 +31,15 @@ def ray_instance():
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def two_usable_cpus(monkeypatch):
+    """Each run gets usable cores // workers threads and asks Ray for that many CPUs. The
+    machine's own core count must not leak in: on this module's 2-CPU Ray instance a
+    16-core machine's 16 // 2 = 8 CPUs per run would never be scheduled (and the log
+    checked below says 1 CPU per run)."""
+    monkeypatch.setattr(reproduce, "usable_cpus", lambda: 2)
+
+
 def _same(row):
     return {k: v for k, v in row.items() if k != "seconds"}  # wall time differs
 

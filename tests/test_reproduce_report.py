@@ -118,11 +118,13 @@ def test_grid_definitions_match_the_paper():
     assert (cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant) == (3.0, 0.9, "paper")
     shots = paper_v1_grid(GridOptions(shots=True))
     assert {r.cfg.student.shots for r in shots} == {5000, 3000, 2000}
-    assert {r.cfg.student.angles for r in full} == {"pi"}  # the paper's angle range
+    # the paper's angle range; the fully quantum row takes no angles
+    assert {r.cfg.student.angles for r in full if r.cfg.student.name == "paper-v1"} == {"pi"}
+    assert {r.cfg.student.angles for r in full if r.cfg.student.name == "quantum"} == {None}
     half = paper_v1_grid(GridOptions(angles="half-pi"))
     assert {r.cfg.student.angles for r in half if r.cfg.student.name == "paper-v1"} == {
         "half-pi"}
-    assert {r.cfg.student.angles for r in half if r.cfg.student.name == "quantum"} == {"pi"}
+    assert {r.cfg.student.angles for r in half if r.cfg.student.name == "quantum"} == {None}
     assert len(paper_v1_grid(GridOptions(quick=True))) == 4
     v2 = paper_v2_grid(GridOptions())
     assert {r.cfg.student.qubits for r in v2} == {4, 8}

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
 
 from qdistill.cli import main
 from qdistill.config import DistillConfig, load_config
-from qdistill.robustness import mean_accuracy, robustness_rows
+from qdistill.quantum import noisy
+from qdistill.robustness import _test_split, mean_accuracy, robustness_rows
 from qdistill.student_runs import load_student, run_distill
+from qdistill.train import predict_logits
 
 TINY = ["student.name=quantum", "student.qubits=4", "student.reduction=avgpool",
         "student.layers=3", "kd.teacher=none", "data.dataset=digits", "data.classes=0-3",
@@ -39,8 +42,29 @@ def test_noise_zero_is_exact_and_full_depolarizing_is_chance(student_run):
     exact = mean_accuracy(rows, "exact")
     assert exact == pytest.approx(result.test_acc)  # the run's own number
     assert exact > 0.6  # well above chance, so the comparisons below mean something
-    assert mean_accuracy(rows, "depolarizing=0") == exact
-    assert mean_accuracy(rows, full) == pytest.approx(0.25)
+    # The claims are checked on the logits, to float32 rounding; accuracies are compared
+    # only where rounding cannot decide an argmax. depolarizing=0 runs the density-matrix
+    # simulator, another float path than the statevector (its sums in another order, by
+    # other kernels on another CPU), so it gives the exact accuracy up to test images
+    # whose top two exact logits are a near tie.
+    model, meta = load_student(run)
+    images, labels = _test_split(meta)
+    ideal = predict_logits(model, images)
+    with noisy(model, "depolarizing=0"):
+        zero = predict_logits(model, images)
+    with noisy(model, full):
+        mixed = predict_logits(model, images)
+    torch.testing.assert_close(zero, ideal, atol=1e-5, rtol=1e-5)
+    top2 = ideal.topk(2, dim=1).values
+    near_ties = int((top2[:, 0] - top2[:, 1] <= 1e-4).sum())
+    assert abs(mean_accuracy(rows, "depolarizing=0") - exact) * len(labels) <= near_ties
+    # Full depolarizing: every basis state of the 4 qubits has probability 1/16, so every
+    # class logit is log(1/16 + 0.01). Which of four logits equal to float32 rounding wins
+    # (exact ties: class 0, and the balanced split gives exactly 1/4) depends on the
+    # CPU's kernels: the accuracy is only checked to be far below the exact one.
+    torch.testing.assert_close(mixed, torch.full_like(mixed, math.log(1 / 16 + 0.01)),
+                               atol=1e-5, rtol=0)
+    assert mean_accuracy(rows, full) < exact - 0.15
     assert mean_accuracy(rows, f"{full} + shots=200") < exact - 0.15
     assert abs(mean_accuracy(rows, "depolarizing=0.02") - exact) < 0.15
     # 1 exact + 2 shot seeds + 3 noise (density: deterministic) + 3 x 2 noise + shots.
@@ -112,8 +136,7 @@ def test_noise_aware_training_and_checkpoint_round_trip(tmp_path, capsys):
     noisy_out = model(x)
     model.quantum.noise = None
     assert not torch.allclose(model(x), noisy_out)  # the noise was really in the loop
-    with pytest.raises(SystemExit):
-        main(["evaluate", "--help"])
+    assert main(["evaluate", "--help"]) == 0
     capsys.readouterr()
     bad = [a for a in args if a != str(out)] + ["--set", "student.noise=dep=1"]
     bad[bad.index("--out") + 1:bad.index("--out") + 1] = [str(tmp_path / "bad")]

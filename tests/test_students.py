@@ -198,6 +198,6 @@ def test_v1_half_pi_angles_halve_the_range_and_keep_the_weights():
                                         (1, 28, 28)).state_dict())
     with pytest.raises(QdistillError, match="valid: half-pi, pi"):
         build_student(StudentConfig(name="paper-v1", angles="quarter"), 6, (1, 28, 28))
-    with pytest.raises(QdistillError, match="paper-v1 student only"):
+    with pytest.raises(QdistillError, match="does not apply to the paper-v2 student"):
         build_student(StudentConfig(name="paper-v2", qubits=4, angles="half-pi"), 6,
                       (1, 28, 28))

@@ -1,7 +1,8 @@
-"""The shared training loop: selection on validation, determinism, resume, NaN stop."""
+"""The shared training loop: selection on validation, determinism, resume, NaN/inf stop."""
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 
 from qdistill.config import TrainConfig
 from qdistill.errors import CheckpointError, QdistillError
-from qdistill.train import fit
+from qdistill.train import NonFiniteOutputs, evaluate, fit
 
 
 def _blobs(n: int, seed: int) -> SimpleNamespace:
@@ -95,12 +96,26 @@ def test_other_run_in_same_dir_refused(tmp_path):
         _fit(tmp_path, epochs=1, run_meta={"arch": "other"})
 
 
-def test_nan_loss_stops_with_clear_error(tmp_path):
-    def nan_loss(logits, y, soft):
-        return logits.sum() * math.nan
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_loss_stops_with_clear_error(tmp_path, value):
+    def bad_loss(logits, y, soft):
+        return nn.functional.cross_entropy(logits, y) + value
 
-    with pytest.raises(QdistillError, match="became nan in epoch 1"):
-        _fit(tmp_path, loss_fn=nan_loss)
+    with pytest.raises(QdistillError, match=re.escape(
+            f"training loss became non-finite (NaN or inf: {value}) in epoch 1")):
+        _fit(tmp_path, loss_fn=bad_loss)
+    assert not (tmp_path / "last.safetensors").exists()
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_evaluate_refuses_nan_and_inf_outputs(value):
+    # An overflow gives NaN with one CPU's kernels and +-inf with another's: both are
+    # refused, and an accuracy is never computed from them.
+    model = _model().eval()
+    with torch.no_grad():
+        model[-1].bias[0] = value
+    with pytest.raises(NonFiniteOutputs, match=r"non-finite \(NaN or inf\) outputs"):
+        evaluate(model, _blobs(8, 0).images, _blobs(8, 0).labels)
 
 
 def test_soft_targets_reach_the_loss():

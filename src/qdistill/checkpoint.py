@@ -31,10 +31,11 @@ FORMAT_VERSION = 1
 def check_writable_dir(path: str | Path, what: str = "output directory") -> None:
     """Refuse, before any work, a directory that cannot be created or written to.
 
-    Nothing is created: the nearest existing ancestor of ``path`` (``path`` itself if it
+    Nothing is left behind: the nearest existing ancestor of ``path`` (``path`` itself if it
     exists) must be a directory this process may write into. Catches ``--out`` under a
     regular file, an existing file given as ``--out``, a read-only mount and (for users
-    other than root) a directory without write permission.
+    other than root) a directory without write permission; a directory is created and
+    removed there as the last check. Every command checks its output directory here.
     """
     p = Path(path).expanduser()
     probe = p
@@ -46,6 +47,13 @@ def check_writable_dir(path: str | Path, what: str = "output directory") -> None
     if not os.access(probe, os.W_OK | os.X_OK):
         raise QdistillError(f"cannot write the {what} {p}: no write permission on {probe}; "
                             "choose another path")
+    # Permission bits do not tell everything (root passes os.access on /sys and /proc,
+    # where mkdir still fails): create and remove a directory where ours will go.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".qdistill-probe-", dir=probe))
+    except OSError as exc:
+        raise QdistillError(f"cannot write the {what} {p}: {probe} does not accept new "
+                            f"entries ({exc.strerror}); choose another path") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -23,8 +23,42 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .config import TeacherConfig, load_config, to_dict
-from .errors import QdistillError
+from .config import MAX_SHOTS, DistillConfig, Range, TeacherConfig, load_config, ranges, to_dict
+from .errors import ConfigError, QdistillError
+
+# Valid range of every numeric config option, by config key ("train.epochs"): checked
+# when the command line is parsed, and again on any YAML / --set value.
+_RANGES = {**ranges(TeacherConfig), **ranges(DistillConfig)}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the option (not a usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"qdistill: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def number(kind: type, rng: Range) -> Any:
+    """An argparse ``type`` that parses ``kind`` (int or float) and checks ``rng``."""
+    def parse(text: str) -> Any:
+        what = "an integer" if kind is int else "a number"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} {rng.text()}, "
+                                             f"got {text!r}") from None
+        if value not in rng:
+            raise argparse.ArgumentTypeError(f"must be {rng.text()}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _num_option(g: Any, flag: str, dest: str, kind: type, help: str) -> None:
+    """A numeric option backed by config key ``dest``: its range is the config's."""
+    rng = _RANGES[dest]
+    g.add_argument(flag, dest=dest, type=number(kind, rng), help=f"{help} [{rng.text()}]")
 
 
 def _data_options(p: argparse.ArgumentParser, prefix: str = "data.") -> None:
@@ -33,15 +67,14 @@ def _data_options(p: argparse.ArgumentParser, prefix: str = "data.") -> None:
                    help="mnist | fashion-mnist | cifar10 | digits (default: mnist)")
     g.add_argument("--classes", dest=f"{prefix}classes",
                    help="class subset: 0-5, 0-7, 0,3,7 or 'all' (default: 0-5)")
-    g.add_argument("--train-per-class", dest=f"{prefix}train_per_class", type=int,
-                   help="keep the first N training images of each class (paper students: 150)")
-    g.add_argument("--test-per-class", dest=f"{prefix}test_per_class", type=int,
-                   help="keep the first N test images of each class")
-    g.add_argument("--val-fraction", dest=f"{prefix}val_fraction", type=float,
-                   help="fraction of the training split held out for model selection "
-                        "(default 0.1)")
-    g.add_argument("--val-per-class", dest=f"{prefix}val_per_class", type=int,
-                   help="with --train-per-class: validation images per class")
+    _num_option(g, "--train-per-class", f"{prefix}train_per_class", int,
+                "keep the first N training images of each class (paper students: 150)")
+    _num_option(g, "--test-per-class", f"{prefix}test_per_class", int,
+                "keep the first N test images of each class")
+    _num_option(g, "--val-fraction", f"{prefix}val_fraction", float,
+                "fraction of the training split held out for model selection (default 0.1)")
+    _num_option(g, "--val-per-class", f"{prefix}val_per_class", int,
+                "with --train-per-class: validation images per class")
     g.add_argument("--data-dir", dest=f"{prefix}data_dir",
                    help="directory of IDX files (or CIFAR-10 python batches); "
                         "default: $QDISTILL_DATA_DIR, then the built-in sources")
@@ -49,11 +82,11 @@ def _data_options(p: argparse.ArgumentParser, prefix: str = "data.") -> None:
 
 def _train_options(p: argparse.ArgumentParser, prefix: str = "train.") -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", dest=f"{prefix}epochs", type=int, help="default 10 (paper)")
-    g.add_argument("--batch-size", dest=f"{prefix}batch_size", type=int,
-                   help="default 128 for teachers (paper)")
-    g.add_argument("--lr", dest=f"{prefix}lr", type=float, help="Adam learning rate (1e-3)")
-    g.add_argument("--seed", dest=f"{prefix}seed", type=int, help="default 0")
+    _num_option(g, "--epochs", f"{prefix}epochs", int, "default 10 (paper)")
+    _num_option(g, "--batch-size", f"{prefix}batch_size", int,
+                "default 128 for teachers, 1 for students (paper)")
+    _num_option(g, "--lr", f"{prefix}lr", float, "Adam learning rate (1e-3)")
+    _num_option(g, "--seed", f"{prefix}seed", int, "default 0")
     g.add_argument("--device", dest=f"{prefix}device", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--deterministic", dest=f"{prefix}deterministic", action="store_const",
                    const=True, help="torch deterministic algorithms (for CUDA runs)")
@@ -90,27 +123,34 @@ def _student_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("student")
     g.add_argument("--student", dest="student.name",
                    help="paper-v1 | paper-v2 | quantum (default paper-v1)")
-    g.add_argument("--qubits", dest="student.qubits", type=int, help="default 3")
-    g.add_argument("--shots", dest="student.shots", type=int,
-                   help="finite shots (paper: 5000/3000/2000); default exact probabilities")
-    g.add_argument("--head", dest="student.head", help="paper-v1 readout: logprob | paper")
+    _num_option(g, "--qubits", "student.qubits", int,
+                "default 3; at least log2(classes), at most what fits in memory")
+    _num_option(g, "--shots", "student.shots", int,
+                "finite shots (paper: 5000/3000/2000); default exact probabilities")
+    # Options of one kind of student: given to another kind, they are an error.
+    g.add_argument("--head", dest="student.head",
+                   help="paper-v1 only: readout logprob (default) | paper")
     g.add_argument("--angles", dest="student.angles",
-                   help="paper-v1 angle range: pi (the paper's, default) | half-pi")
+                   help="paper-v1 only: angle range pi (the paper's, default) | half-pi")
     g.add_argument("--reduction", dest="student.reduction",
-                   help="paper-v2: fc | crop | pca | avgpool | maxpool")
-    g.add_argument("--encoding", dest="student.encoding", help="amplitude | angle | dense")
-    g.add_argument("--ansatz", dest="student.ansatz", help="quantum student: hea | strong | qcnn")
-    g.add_argument("--layers", dest="student.layers", type=int, help="quantum student layers")
-    g.add_argument("--readout", dest="student.readout", help="quantum student: probs | z")
+                   help="paper-v2: fc (default) | crop | pca | avgpool | maxpool; quantum: "
+                        "crop | pca | avgpool (default) | maxpool")
+    g.add_argument("--encoding", dest="student.encoding",
+                   help="paper-v2 and quantum: amplitude (default) | angle | dense")
+    g.add_argument("--ansatz", dest="student.ansatz",
+                   help="quantum only: hea (default) | strong | qcnn")
+    _num_option(g, "--layers", "student.layers", int, "quantum only: ansatz layers (default 4)")
+    g.add_argument("--readout", dest="student.readout",
+                   help="quantum only: probs (default) | z")
     k = p.add_argument_group("distillation")
     k.add_argument("--teacher", dest="kd.teacher",
                    help="none | lenet | alexnet | ensemble | a teacher run directory")
-    k.add_argument("--temperature", dest="kd.temperature", type=float, help="T (paper: 3)")
-    k.add_argument("--alpha", dest="kd.alpha", type=float, help="KD weight (paper: 0.9)")
+    _num_option(k, "--temperature", "kd.temperature", float, "T (paper: 3)")
+    _num_option(k, "--alpha", "kd.alpha", float, "weight of the KL term (paper: 0.9)")
     k.add_argument("--kd-variant", dest="kd.variant",
                    help="hinton: (1-a) CE + a T^2 KL (default); paper: CE + a T^2 KL")
-    k.add_argument("--teacher-epochs", dest="kd.teacher_epochs", type=int,
-                   help="epochs of a teacher trained on demand (paper: 10)")
+    _num_option(k, "--teacher-epochs", "kd.teacher_epochs", int,
+                "epochs of a teacher trained on demand (paper: 10)")
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -137,13 +177,23 @@ def _teacher_epochs(spec: str | None) -> dict[str, int] | None:
     """"3" -> every teacher 3 epochs; "lenet=10,alexnet=1" -> per teacher (others 10)."""
     if not spec:
         return None
+    from .teachers import TEACHERS
+    rng = _RANGES["kd.teacher_epochs"]
     try:
         if "=" not in spec:
             n = int(spec)
-            return {t: n for t in ("lenet", "alexnet", "ensemble")}
-        return {k.strip(): int(v) for k, v in (p.split("=") for p in spec.split(","))}
+            epochs = {t: n for t in ("lenet", "alexnet", "ensemble")}
+        else:
+            epochs = {k.strip(): int(v) for k, v in (p.split("=") for p in spec.split(","))}
     except ValueError:
         raise QdistillError(f"--teacher-epochs {spec!r}: give N or arch=N,arch=N") from None
+    for arch, n in epochs.items():
+        if arch not in TEACHERS:
+            raise QdistillError(f"--teacher-epochs {spec!r}: unknown teacher {arch!r}; "
+                                f"valid: {', '.join(sorted(TEACHERS))}")
+        if n not in rng:
+            raise QdistillError(f"--teacher-epochs {spec!r}: epochs must be {rng.text()}")
+    return epochs
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -171,8 +221,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
-    from .data import dataset_info
-    print(json.dumps(dataset_info(args.name, args.data_dir), indent=2, default=str))
+    from .data import DataError, dataset_info
+    info = dataset_info(args.name, args.data_dir)
+    if not info["available"]:  # status 2 and one line naming the sources tried
+        raise DataError(info["error"])
+    print(json.dumps(info, indent=2, default=str))
     return 0
 
 
@@ -194,18 +247,16 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher_eval(args: argparse.Namespace) -> int:
-    from .config import DataConfig, from_dict
-    from .runs import build_task, load_teacher
+    from .runs import load_teacher, task_of_run
     from .train import evaluate
     model, meta = load_teacher(args.checkpoint)
-    data = dict(meta["config"]["data"])
-    if args.data_dir:
-        data["data_dir"] = args.data_dir
-    task = build_task(from_dict(DataConfig, data), meta["config"]["train"]["seed"])
+    task = task_of_run(meta, args.data_dir)  # --data-dir: other data, on purpose
     acc = evaluate(model, task.test.images, task.test.labels)
     print(json.dumps({"checkpoint": str(args.checkpoint), "arch": meta["arch"],
                       "dataset": meta["dataset"], "classes": meta["classes"],
-                      "test_images": len(task.test), "test_acc": acc}, indent=2))
+                      "test_images": len(task.test), "test_acc": acc,
+                      "same_data_as_training": task.fingerprint() == meta.get(
+                          "data_fingerprint")}, indent=2))
     return 0
 
 
@@ -219,9 +270,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import check_writable_dir
     from .robustness import parse_shots, robustness_rows, robustness_table, write_robustness
     out = Path(args.out) if args.out else (
         Path(args.run[0]) / "robustness" if len(args.run) == 1 else Path("runs") / "robustness")
+    check_writable_dir(out, "evaluation output directory")  # before any slow work
     rows = robustness_rows(args.run, parse_shots(args.shots), args.noise or [], args.seeds,
                            args.method, args.trajectories, device=args.device,
                            test_limit=args.test_limit, log=print if args.verbose else None)
@@ -232,7 +285,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qdistill",
         description="Knowledge distillation from classical CNN teachers to quantum "
                     "neural network students (arXiv:2311.13810).")
@@ -284,8 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("grid", choices=["paper-v1", "paper-v2"], help="which grid")
     rep.add_argument("--quick", action="store_true",
                      help="reduced grid (one dataset and setting, 2 seeds): < 5 min on 2 cores")
-    rep.add_argument("--seeds", type=int, help="seeds per cell (default 3; quick 2)")
-    rep.add_argument("--epochs", type=int, help="student epochs (default 10, the paper's)")
+    rep.add_argument("--seeds", type=number(int, Range(1, 100)),
+                     help="seeds per cell (default 3; quick 2) [1..100]")
+    rep.add_argument("--epochs", type=number(int, _RANGES["train.epochs"]),
+                     help=f"student epochs (default 10, the paper's) "
+                          f"[{_RANGES['train.epochs'].text()}]")
     rep.add_argument("--teacher-epochs",
                      help="teacher epochs: N, or per teacher as lenet=10,alexnet=1 "
                           "(default 10, the paper's)")
@@ -304,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "or half-pi (pi/2 tanh: not the paper's; stops the KD collapse, "
                           "see README). Use its own --out")
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
-    rep.add_argument("--workers", type=int,
+    rep.add_argument("--workers", type=number(int, Range(1, 1024)),
                      help="parallel student runs (default: one per usable core); each "
-                          "run gets cores/N CPU threads (with Ray: asks for cores/N CPUs)")
+                          "run gets cores/N CPU threads (with Ray: asks for cores/N CPUs)) "
+                          "[1..1024]")
     rep.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local: a pool of --workers processes (default); ray: one Ray "
                           "task per run, retried if its worker dies and resumed from its "
@@ -334,10 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "probabilities.")
     exp.add_argument("--run", required=True, help="student run directory (qdistill distill)")
     which = exp.add_mutually_exclusive_group(required=True)
-    which.add_argument("--test-index", type=int, help="image I of the student's test split")
+    which.add_argument("--test-index", type=number(int, Range(0)),
+                       help="image I of the student's test split [>= 0]")
     which.add_argument("--image", help=".npy image (uint8 0..255 or float 0..1) of the "
                                        "task's image shape")
-    exp.add_argument("--shots", type=int, help="record '// shots: N' in the program")
+    exp.add_argument("--shots", type=number(int, Range(1, MAX_SHOTS)),
+                     help=f"record '// shots: N' in the program [1..{MAX_SHOTS}]")
     exp.add_argument("--out", help="output directory (default <run>/export)")
     exp.set_defaults(func=cmd_export)
 
@@ -350,20 +409,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness.png.")
     ev.add_argument("--run", action="append", required=True,
                     help="student run directory (qdistill distill); repeatable")
-    ev.add_argument("--shots", default="", help="comma-separated, e.g. 100,1000,10000")
+    ev.add_argument("--shots", default="",
+                    help=f"comma-separated, e.g. 100,1000,10000 [each 1..{MAX_SHOTS}]")
     ev.add_argument("--noise", action="append",
                     help="noise model, repeatable: depolarizing=P,depolarizing2=P,"
                          "damping=G,readout=R (any subset) or preset:NAME (ibm-eagle, "
                          "ibm-heron, ionq-aria, quantinuum-h2)")
-    ev.add_argument("--seeds", type=int, default=3, help="seeds of shots/trajectories (3)")
+    ev.add_argument("--seeds", type=number(int, Range(1, 1000)), default=3,
+                    help="seeds of shots/trajectories (3) [1..1000]")
     ev.add_argument("--method", default="density", choices=["density", "trajectories"],
                     help="noise simulation: density (exact, <= 10 qubits; default) or "
                          "trajectories (Monte Carlo, any size)")
-    ev.add_argument("--trajectories", type=int, default=100,
-                    help="trajectories per image with --method trajectories (100)")
-    ev.add_argument("--test-limit", type=int,
+    ev.add_argument("--trajectories", type=number(int, Range(1, 100_000)), default=100,
+                    help="trajectories per image with --method trajectories (100) "
+                         "[1..100000]")
+    ev.add_argument("--test-limit", type=number(int, Range(1)),
                     help="a fixed random subset of N test images (default: all); noise "
-                         "on 8+ qubits costs ~0.2-0.5 s per image on one CPU core")
+                         "on 8+ qubits costs ~0.2-0.5 s per image on one CPU core) [>= 1]")
     ev.add_argument("--device", default="cpu", help="cpu | cuda")
     ev.add_argument("--out", help="output directory (default <run>/robustness)")
     ev.add_argument("--verbose", action="store_true", help="print every evaluation")
@@ -373,7 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (one line, status 2)
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         with _torchrun(args):
@@ -381,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (QdistillError, _data_error()) as exc:
         if args.debug:
             raise
-        print(f"qdistill: error: {exc}", file=sys.stderr)
+        print(f"qdistill: error: {_name_the_option(parser, exc)}", file=sys.stderr)
         return 2
     except ValueError as exc:  # e.g. the simulator refusing an input; --debug to see where
         if args.debug:
@@ -416,6 +481,27 @@ def _torchrun(args: argparse.Namespace) -> Iterator[None]:
         import torch.distributed as dist
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _name_the_option(parser: argparse.ArgumentParser, exc: Exception) -> str:
+    """A config error on key ``train.epochs`` reads "--epochs (train.epochs): ..." when
+    the command line has an option for that key."""
+    message = str(exc)
+    key = getattr(exc, "key", None) if isinstance(exc, ConfigError) else None
+    lead = f"config key {key!r}: "
+    if key is None or not message.startswith(lead):
+        return message
+    flags = {a.dest: a.option_strings[0] for p in _all_parsers(parser) for a in p._actions
+             if a.option_strings}
+    return f"{flags[key]} ({key}): {message[len(lead):]}" if key in flags else message
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
 
 
 def _data_error() -> type[Exception]:

@@ -10,6 +10,7 @@ file never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -24,26 +25,71 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric option: ``lo <= x <= hi`` (``lo < x`` when
+    ``lo_open``); ``None`` = unbounded on that side. Floats must also be finite."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if isinstance(x, float) and not math.isfinite(x):
+            return False
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        return self.hi is None or x <= self.hi
+
+    def text(self) -> str:
+        """"1..100000", ">= 0", "> 0"."""
+        lo = None if self.lo is None else f"{'>' if self.lo_open else '>='} {_n(self.lo)}"
+        hi = None if self.hi is None else f"<= {_n(self.hi)}"
+        if lo and hi and not self.lo_open:
+            return f"{_n(self.lo)}..{_n(self.hi)}"
+        return " and ".join(t for t in (lo, hi) if t) or "any"
+
+
+def _n(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def num(default: Any, lo: float | None = None, hi: float | None = None,
+        lo_open: bool = False) -> Any:
+    """A numeric config field with its valid range (checked on load, shown in --help)."""
+    return field(default=default, metadata={"range": Range(lo, hi, lo_open)})
+
+
+SEEDS = (0, 2**32 - 1)  # numpy's seed range
+# Shots are drawn one by one (quantum.measure.sample_counts): 10^6 shots on the 900 test
+# images of a paper-v1 task already take about a minute on one core, and at 10^6 the
+# sampled frequencies are within ~0.001 of the exact probabilities (use exact mode).
+MAX_SHOTS = 10**6
+MAX_EPOCHS = 100_000
+MAX_BATCH = 2**24
+
+
 @dataclass
 class DataConfig:
     dataset: str = "mnist"
     classes: str | None = "0-5"  # "0-5", "0-7", "0,3,7"; None = every class
-    train_per_class: int | None = None  # the paper's students: first 150 per class
-    test_per_class: int | None = None
-    val_fraction: float = 0.1  # validation carved from the training split (model selection)
-    val_per_class: int | None = None  # with train_per_class: validation images per class
+    train_per_class: int | None = num(None, 1)  # the paper's students: first 150 per class
+    test_per_class: int | None = num(None, 1)
+    # validation carved from the training split (model selection); 0 = none (last epoch)
+    val_fraction: float = field(default=0.1, metadata={"range": Range(0.0, 0.9)})
+    val_per_class: int | None = num(None, 0)  # with train_per_class: validation per class
     data_dir: str | None = None  # a directory of IDX files (or CIFAR-10 batches)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10  # paper: 10 for teachers and students
-    batch_size: int = 128  # paper: 128 for teachers, 1 for students
-    lr: float = 1e-3  # paper: Adam 1e-3
-    weight_decay: float = 0.0
-    seed: int = 0
+    epochs: int = num(10, 1, MAX_EPOCHS)  # paper: 10 for teachers and students
+    batch_size: int = num(128, 1, MAX_BATCH)  # paper: 128 for teachers, 1 for students
+    lr: float = num(1e-3, 0.0, None, lo_open=True)  # paper: Adam 1e-3
+    weight_decay: float = num(0.0, 0.0)
+    seed: int = num(0, *SEEDS)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    eval_batch_size: int = 1024  # evaluation only; does not change results
+    eval_batch_size: int = num(1024, 1, MAX_BATCH)  # evaluation only; no effect on results
     deterministic: bool = False  # torch.use_deterministic_algorithms (matters on CUDA)
 
 
@@ -57,33 +103,38 @@ class TeacherConfig:
 @dataclass
 class StudentConfig:
     name: str = "paper-v1"  # paper-v1 | paper-v2 | quantum
-    qubits: int = 3
-    shots: int | None = None  # None = exact probabilities; paper: 5000/3000/2000
-    head: str = "logprob"  # paper-v1 readout: logprob (default) | paper (sigmoid/1-sigmoid)
-    # paper-v1 angle range: pi (the paper's theta = pi * tanh(.)) | half-pi (pi/2 * tanh(.),
-    # where each bit's probability is monotonic in the angle; see V1FrontEnd)
-    angles: str = "pi"
-    reduction: str = "fc"  # paper-v2: fc | crop | pca | avgpool | maxpool
-    encoding: str = "amplitude"  # paper-v2 / quantum: amplitude | angle | dense
-    ansatz: str = "hea"  # quantum: hea | strong | qcnn
-    layers: int = 4  # quantum: ansatz layers
-    readout: str = "probs"  # quantum: probs | z
+    # at least log2(classes); the upper limit is the memory a statevector needs
+    qubits: int = num(3, 1, 40)
+    shots: int | None = num(None, 1, MAX_SHOTS)  # None = exact; paper: 5000/3000/2000
+    # Options of some students only. None = the student's own default; giving one to a
+    # student that does not take it is an error. Which student takes which, and the
+    # defaults: qdistill.students.STUDENTS (README, "Students").
+    head: str | None = None  # paper-v1 readout: logprob | paper (sigmoid/1-sigmoid)
+    angles: str | None = None  # paper-v1: pi (the paper's pi*tanh) | half-pi (pi/2*tanh)
+    reduction: str | None = None  # paper-v2: fc | crop | pca | avgpool | maxpool
+    encoding: str | None = None  # paper-v2 / quantum: amplitude | angle | dense
+    ansatz: str | None = None  # quantum: hea | strong | qcnn
+    layers: int | None = num(None, 1, 1000)  # quantum: ansatz layers
+    readout: str | None = None  # quantum: probs | z
     # Noise-aware training: the circuit runs under this noise model in the loop (and when
     # loaded again), e.g. "depolarizing=0.01,readout=0.02" or "preset:ibm-heron";
     # None = noiseless (see qdistill.quantum.noise).
     noise: str | None = None
-    noise_method: str = "density"  # density (exact, <= 10 qubits) | trajectories
-    noise_trajectories: int = 32  # Monte-Carlo trajectories per sample (trajectories only)
+    noise_method: str | None = None  # with noise: density (exact, <= 10 qubits; default)
+    #                                 | trajectories
+    # Monte-Carlo trajectories per sample (with noise_method trajectories; default 32)
+    noise_trajectories: int | None = num(None, 1, 100_000)
 
 
 @dataclass
 class KDConfig:
     teacher: str = "lenet"  # none | lenet | alexnet | ensemble | a teacher run directory
-    temperature: float = 3.0  # paper: T = 3
-    alpha: float = 0.9  # paper: 0.9
+    temperature: float = num(3.0, 0.0, None, lo_open=True)  # paper: T = 3
+    alpha: float = num(0.9, 0.0, 1.0)  # paper: 0.9
     variant: str = "hinton"  # hinton: (1-a) CE + a T^2 KL ; paper: CE + a T^2 KL
-    teacher_epochs: int = 10  # paper: 10; the committed grid may use fewer (README says)
-    teacher_seed: int = 0  # one teacher serves every student seed, as in the paper
+    # paper: 10; the committed grid may use fewer (README says)
+    teacher_epochs: int = num(10, 1, MAX_EPOCHS)
+    teacher_seed: int = num(0, *SEEDS)  # one teacher serves every student seed, as in the paper
 
 
 def _student_data() -> DataConfig:
@@ -121,7 +172,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
                 return _check_type(value, arg, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"config key {key!r}: expected {tp}, got {value!r}")
+        raise ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}",
+                          key=key)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
@@ -133,9 +185,15 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         tp is int and isinstance(value, bool)
     ):
         return value
-    raise ConfigError(
-        f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}"
-    )
+    raise ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}", key=key)
+
+
+def _type_name(tp: Any) -> str:
+    """``int | None`` -> "int or null" (the YAML spelling of None)."""
+    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) \
+        else (tp,)
+    return " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a))
+                       for a in args)
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
@@ -164,7 +222,37 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
             kwargs[name] = from_dict(tp, merged, f"{prefix}{name}.")
         else:
             kwargs[name] = _check_type(value, tp, prefix + name)
+            _check_range(fields[name], kwargs[name], prefix + name)
     return cls(**kwargs)
+
+
+def _check_range(f: dataclasses.Field, value: Any, key: str) -> None:
+    rng = f.metadata.get("range")
+    if rng is not None and value is not None and value not in rng:
+        raise ConfigError(f"config key {key!r}: must be {rng.text()}, got {value!r}", key=key)
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check every numeric field of a config built in Python against its range (loading
+    from YAML or the command line checks them already)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{prefix}{f.name}.")
+        else:
+            _check_range(f, value, prefix + f.name)
+
+
+def ranges(cls: type) -> dict[str, Range]:
+    """``{"train.epochs": Range(1, ...), ...}``: every numeric option of a config class."""
+    out: dict[str, Range] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update({f"{f.name}.{k}": r for k, r in ranges(hints[f.name]).items()})
+        elif "range" in f.metadata:
+            out[f.name] = f.metadata["range"]
+    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -87,14 +87,16 @@ class KDLoss(nn.Module):
 def _logits_key(teacher_meta: dict[str, Any], images: torch.Tensor, preprocess: str) -> str:
     """Identity of a set of cached logits: teacher weights x exact images x preprocessing.
 
-    Hashing the image bytes (0.7 MB for the paper's 900 students images; 47 MB for all
-    of MNIST, ~0.1 s) means any change of subset, split or order invalidates the cache.
+    Keyed on content only, never on a dataset name or a path: the teacher by the hash
+    of its weights (a teacher trained on other data has other weights), the images by
+    their bytes (0.7 MB for the paper's 900 student images; 47 MB for all of MNIST,
+    ~0.05 s), so any change of data, subset, split or order invalidates the cache.
     """
     h = hashlib.sha256()
     h.update(json.dumps({"teacher": teacher_meta.get("weights_sha256"),
                          "preprocess": preprocess}, sort_keys=True).encode())
-    h.update(str(tuple(images.shape)).encode())
-    h.update(images.cpu().contiguous().numpy().tobytes())
+    h.update(f"{images.dtype} {tuple(images.shape)}".encode())
+    h.update(images.cpu().contiguous().numpy())
     return h.hexdigest()[:24]
 
 
@@ -110,13 +112,17 @@ def teacher_logits(teacher: nn.Module, teacher_meta: dict[str, Any], images: tor
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
+    # A teacher without a weights hash has no identity to key on: never cached.
+    use_cache = use_cache and bool(teacher_meta.get("weights_sha256"))
     key = _logits_key(teacher_meta, images, preprocess)
     path = cache_dir() / "teacher_logits" / key
     if use_cache and checkpoint.exists(path):
-        tensors, _ = checkpoint.load(path)
+        tensors, _ = checkpoint.load(path, {"teacher": teacher_meta["weights_sha256"],
+                                            "n": len(images)})
         return tensors["logits"]
     logits = predict_logits(teacher, images).cpu()
-    if use_cache and teacher_meta.get("weights_sha256") and distributed.is_main():
+    if use_cache and distributed.is_main():
         checkpoint.save(path, {"logits": logits},
-                        {"teacher": teacher_meta.get("weights_sha256"), "n": len(images)})
+                        {"teacher": teacher_meta["weights_sha256"], "n": len(images),
+                         "teacher_data_fingerprint": teacher_meta.get("data_fingerprint")})
     return logits

@@ -16,7 +16,15 @@ class QdistillError(Exception):
 
 
 class ConfigError(QdistillError):
-    """A config file or option is wrong (unknown key, wrong type, invalid value)."""
+    """A config file or option is wrong (unknown key, wrong type, invalid value).
+
+    ``key`` is the dotted config key at fault (``"train.epochs"``) when there is one: the
+    command line turns it into the option's own name (``--epochs``).
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class CheckpointError(QdistillError):

@@ -10,6 +10,13 @@ standard gate library only; the ``.json`` beside it holds the rest: what the ima
 through before the circuit, how measured bits become class logits, and the student's
 own exact probabilities, so counts from any backend can be checked against qdistill
 and turned into the same prediction.
+
+The ``.qasm`` is the ideal (noiseless) circuit. The JSON's ``ideal`` block holds its
+probabilities, outputs, logits and prediction; a student trained with a noise model
+(``student.noise``) also gets a ``noisy`` block: the same circuit and numbers under that
+noise model, which is how the student itself runs (``trained_and_evaluated_with``
+names the block). Within a block every number follows from its probabilities by the
+``readout`` rule, so no field mixes the two.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from .checkpoint import atomic_write_bytes, atomic_write_json, check_writable_di
 from .errors import QdistillError
 from .quantum.gates import Op, apply_ops
 from .quantum.layer import QuantumLayer
-from .quantum.measure import Measurement, probabilities
+from .quantum.measure import Measurement, marginal_probabilities, probabilities
+from .quantum.noise import NoisySimulator, readout_flip
 from .quantum.qasm import to_qasm3
 from .quantum.state import zero_state
 from .student_runs import load_student
@@ -66,17 +74,31 @@ class StudentCircuit(NamedTuple):
 
 
 @contextlib.contextmanager
-def _exact(model: nn.Module) -> Iterator[None]:
-    """Switch finite-shot measurements to exact values for the duration (an export
-    records the circuit's distribution, not one draw from it)."""
-    saved = [(m, m.shots) for m in model.modules() if isinstance(m, Measurement)]
+def _set_all(model: nn.Module, attr: str, value: Any,
+             which: Callable[[nn.Module], bool]) -> Iterator[None]:
+    """Set ``attr`` to ``value`` on every sub-module ``which`` selects, for the duration;
+    each gets its own value back afterwards."""
+    saved = [(m, getattr(m, attr)) for m in model.modules() if which(m)]
     try:
         for m, _ in saved:
-            m.shots = None
+            setattr(m, attr, value)
         yield
     finally:
-        for m, shots in saved:
-            m.shots = shots
+        for m, old in saved:
+            setattr(m, attr, old)
+
+
+def _exact(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Switch finite-shot measurements to exact values for the duration (an export
+    records the circuit's distribution, not one draw from it)."""
+    return _set_all(model, "shots", None, lambda m: isinstance(m, Measurement))
+
+
+def _noiseless(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Run every circuit of ``model`` without its noise model for the duration (the
+    ``.qasm`` is the ideal circuit)."""
+    return _set_all(model, "noise", None,
+                    lambda m: isinstance(getattr(m, "noise", None), NoisySimulator))
 
 
 def _floats(t: torch.Tensor) -> list[float]:
@@ -196,13 +218,70 @@ _CIRCUITS: dict[str, Callable[[nn.Module, torch.Tensor], StudentCircuit]] = {
 
 
 def student_circuit(student: nn.Module, name: str, x: torch.Tensor) -> StudentCircuit:
-    """The circuit of student type ``name`` for one image ``x (1, C, H, W)``, exact."""
+    """The circuit of student type ``name`` for one image ``x (1, C, H, W)``: exact (no
+    shots) and ideal (a noise model attached to the student is left out)."""
     fn = _CIRCUITS.get(name)
     if fn is None:
         raise QdistillError(f"cannot export student type {name!r} "
                             f"({type(student).__name__}); exportable: {', '.join(_CIRCUITS)}")
-    with torch.no_grad(), _exact(student):
+    with torch.no_grad(), _exact(student), _noiseless(student):
         return fn(student, x)
+
+
+def _circuit_module(student: nn.Module) -> nn.Module:
+    """The student's circuit (a QuantumLayer or the paper-v1 circuit)."""
+    return student.circuit if hasattr(student, "circuit") else student.quantum
+
+
+# Trajectory noise is Monte Carlo: the noisy block is computed from this seed (recorded),
+# so an export is reproducible and the student's own forward can be rerun to match it.
+NOISY_TRAJECTORY_SEED = 0
+
+
+class _Run(NamedTuple):
+    probabilities: list[float]  # all 2**n basis states, as 'c = measure q;' reads them
+    outputs: list[float]  # what the circuit hands to the head
+    logits: list[float]  # the student's class logits from those outputs
+
+
+def _head(student: nn.Module, outputs: list[float]) -> list[float]:
+    """The student's head (``logits_from_circuit``, class columns) on circuit outputs."""
+    dtype = next(student.parameters()).dtype
+    out = torch.tensor([outputs], dtype=dtype)
+    with torch.no_grad():
+        return _floats(class_logits(student, student.logits_from_circuit(out))[0])
+
+
+def _noisy_run(student: nn.Module, x: torch.Tensor, sim: NoisySimulator
+               ) -> tuple[_Run, dict[str, Any]]:
+    """The circuit of ``x`` under the student's noise model, exact in shots: what the
+    student's own forward computes, and the probabilities of all qubits it comes from."""
+    module = _circuit_module(student)
+    if isinstance(module, QuantumLayer):
+        measurement, n = module.measurement, module.n_qubits
+    else:  # the paper-v1 circuit
+        measurement, n = module.measure, module.qubits
+    seed = NOISY_TRAJECTORY_SEED if sim.method == "trajectories" else None
+    with torch.no_grad(), _exact(student):
+        inp = student.circuit_input(x)
+        if seed is not None:
+            sim.reseed(seed)
+        p = sim.probabilities(module.gates(inp), n, 1, inp.device)
+        r = sim.noise.readout
+        # Readout flips act bit by bit, so flipping all n measured bits then taking the
+        # readout wires' marginal equals what the student's forward does (marginal, flip).
+        outputs = measurement.from_probabilities(
+            readout_flip(marginal_probabilities(p, measurement.wires), r))
+        run = _Run(_floats(readout_flip(p, r)[0]), _floats(outputs[0]), [])
+    info = {"noise_model": sim.noise.spec(), "method": sim.method,
+            "trajectories": sim.trajectories if seed is not None else None,
+            "trajectory_seed": seed}
+    return run._replace(logits=_head(student, run.outputs)), info
+
+
+def _student_noise(student: nn.Module) -> NoisySimulator | None:
+    sim = getattr(_circuit_module(student), "noise", None)
+    return sim if isinstance(sim, NoisySimulator) else None
 
 
 def _check_gates(circ: StudentCircuit) -> None:
@@ -252,11 +331,9 @@ def _load_npy(path: Path, image_shape: tuple[int, ...]) -> torch.Tensor:
 
 def _test_image(meta: dict[str, Any], index: int) -> tuple[torch.Tensor, dict[str, Any]]:
     """Test image ``index`` of the student's own task, rebuilt from its config."""
-    from .config import DataConfig, from_dict
-    from .runs import build_task
+    from .runs import task_of_run
 
-    task = build_task(from_dict(DataConfig, meta["config"]["data"]),
-                      meta["config"]["train"]["seed"])
+    task = task_of_run(meta)
     n = len(task.test)
     if not 0 <= index < n:
         raise QdistillError(f"test index {index} is out of range: the student's test split "
@@ -304,12 +381,19 @@ def export_student(run_dir: str | Path, image: int | str | Path | np.ndarray | t
     x, source, stem = _resolve_image(image, meta)
     name = meta["student"]["name"]
     circ = student_circuit(student, name, x)
-    with torch.no_grad(), _exact(student):
-        logits = _floats(class_logits(student, student(x))[0])
     _check_gates(circ)
-    pred = int(np.argmax(logits))
+    ideal = _Run(circ.probabilities, circ.outputs, _head(student, circ.outputs))
+    sim = _student_noise(student)
+    noisy, noise_info = _noisy_run(student, x, sim) if sim is not None else (None, {})
     classes = list(meta["classes"])
     class_names = meta.get("task", {}).get("class_names")
+
+    def block(run: _Run, description: str, **extra: Any) -> dict[str, Any]:
+        pred = int(np.argmax(run.logits))
+        return {"description": description, **extra, "probabilities": run.probabilities,
+                "outputs": run.outputs, "logits": run.logits, "predicted_class": pred,
+                "predicted_original_label": classes[pred],
+                "predicted_class_name": class_names[pred] if class_names else None}
     out = Path(out_dir) if out_dir is not None else run / "export"
     qasm_path, json_path = out / f"{stem}.qasm", out / f"{stem}.json"
     try:
@@ -319,7 +403,7 @@ def export_student(run_dir: str | Path, image: int | str | Path | np.ndarray | t
     except ValueError as exc:
         raise QdistillError(f"cannot export {run}: {exc}") from None
     doc = {
-        "format": "qdistill-export/1", "qdistill_version": __version__,
+        "format": "qdistill-export/2", "qdistill_version": __version__,
         "run": {"dir": str(run), "student": meta["student"],
                 "trained_with_qdistill": meta.get("qdistill_version"),
                 "weights_sha256": meta.get("weights_sha256")},
@@ -334,16 +418,33 @@ def export_student(run_dir: str | Path, image: int | str | Path | np.ndarray | t
         "measurement": {"measured_qubits": list(range(circ.n_qubits)),
                         "bits": "c[k] = qubit k", "bit_order": BIT_ORDER},
         "readout": circ.readout,
-        "probabilities": circ.probabilities,
-        "probabilities_note": "exact (no shots), all 2**n basis states, index j as in "
-                              "bit_order; qdistill's simulator",
-        "outputs": circ.outputs,
-        "logits": logits,
-        "predicted_class": pred,
-        "predicted_original_label": classes[pred],
-        "predicted_class_name": class_names[pred] if class_names else None,
+        "probabilities_note": "in each block: exact (no shots), all 2**n basis states as "
+                              "'c = measure q;' reads them, index j as in bit_order; "
+                              "qdistill's simulator. outputs, logits and predicted_class "
+                              "of a block follow from its probabilities by the readout",
+        "trained_and_evaluated_with": "noisy" if noisy is not None else "ideal",
+        "trained_and_evaluated_with_note": (
+            f"the student was trained, and runs in qdistill, with its circuit under the "
+            f"noise model {noise_info['noise_model']!r} (student.noise): its own "
+            f"prediction is the 'noisy' block; 'ideal' is the noiseless circuit in the "
+            f".qasm" if noisy is not None else
+            "the student has no noise model: its own prediction is the 'ideal' block, "
+            "the circuit in the .qasm"),
+        "ideal": block(ideal, "the noiseless circuit the .qasm describes; logits = the "
+                              "student's head on these outputs"),
+        "noisy": None if noisy is None else block(
+            noisy, "the same circuit under the student's noise model: after every gate, "
+                   "depolarizing (and damping) on its wires; every measured bit flipped "
+                   "with probability readout (docs/hardware.md); logits = the student's "
+                   "head on these outputs, as the student's own forward gives them"
+                   + (" (Monte-Carlo trajectories from trajectory_seed)"
+                      if noise_info["method"] == "trajectories" else " (exact density "
+                                                                      "matrices)"),
+            **noise_info),
     }
-    if any(not math.isfinite(v) for v in circ.probabilities + logits):
+    values = [v for run in (ideal, noisy) if run is not None
+              for v in run.probabilities + run.outputs + run.logits]
+    if any(not math.isfinite(v) for v in values):
         raise QdistillError(f"the student in {run} gives non-finite values for this image")
     atomic_write_bytes(qasm_path, qasm.encode())
     atomic_write_json(json_path, doc)

@@ -13,6 +13,7 @@ local processes or as Ray tasks. ``OUT/.lock`` keeps a second process off the sa
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -39,7 +40,8 @@ from .errors import QdistillError, unknown_name
 from .executors import make_executor
 from .runs import build_task
 from .student_runs import resolve_teacher, run_distill, teacher_config_for
-from .students import V1_ANGLES, V1_HEADS
+from .students import V1_ANGLES, V1_HEADS, resolve_student
+from .train import cpu_threads
 
 
 @dataclass
@@ -242,13 +244,17 @@ def _alive(pid: int) -> bool:
 def _check_same_settings(run_dir: Path, cfg: DistillConfig) -> None:
     """A finished run is reused only if it ran with the settings asked for now."""
     done = json.loads((run_dir / "config.json").read_text()).get("config")
-    # Compare through the dataclass, so a field added to the config since that run (with
-    # its default) does not make an old run look different.
+    # Compare through the dataclass with the student's options resolved, so a field added
+    # to the config since that run (with its default), or an option recorded then that
+    # does not apply to the student, does not make an old run look different.
+    def resolved(c: DistillConfig) -> dict[str, Any]:
+        return to_dict(dataclasses.replace(
+            c, student=resolve_student(c.student, strict=False)))
     try:
-        done = to_dict(from_dict(DistillConfig, done))
+        done = resolved(from_dict(DistillConfig, done))
     except QdistillError:
         pass  # written by another version: the dict comparison below says it differs
-    if json.loads(json.dumps(done)) != json.loads(json.dumps(to_dict(cfg))):
+    if json.loads(json.dumps(done)) != json.loads(json.dumps(resolved(cfg))):
         raise QdistillError(
             f"{run_dir} is a finished run with other settings than this command's (e.g. "
             "another --head or --epochs); use another --out or delete it")
@@ -256,14 +262,13 @@ def _check_same_settings(run_dir: Path, cfg: DistillConfig) -> None:
 
 def _run_one(run_id: str, setting: str, cfg_dict: dict[str, Any], out: str,
              threads: int) -> dict[str, Any]:
-    """One student run (in a worker process): train, then return its CSV row."""
-    import torch
-
-    torch.set_num_threads(threads)
+    """One student run (in a worker process, or in this one with one worker): train,
+    then return its CSV row. The thread count is restored afterwards."""
     cfg = from_dict(DistillConfig, cfg_dict)
     run_dir = Path(out) / "runs" / run_id
     t0 = time.perf_counter()
-    _, result, meta = run_distill(cfg, run_dir, log=None)
+    with cpu_threads(threads):
+        _, result, meta = run_distill(cfg, run_dir, log=None)
     teacher = meta["teacher"] or {}
     row = {
         "run_id": run_id, "setting": setting, "dataset": cfg.data.dataset,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import MAX_SHOTS
 from .errors import QdistillError
 from .quantum.noise import METHODS, NoiseModel, noisy
 
@@ -49,11 +50,12 @@ def parse_shots(spec: str | Sequence[int] | None) -> list[int]:
         return []
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     try:
-        shots = [int(s) for s in items]
+        shots = [int(s) for s in items]  # "1e21" is not an integer: refused
     except ValueError:
-        raise QdistillError(f"--shots {spec!r}: give integers, e.g. 100,1000,10000") from None
-    if any(s < 1 for s in shots):
-        raise QdistillError(f"--shots {spec!r}: shots must be >= 1")
+        raise QdistillError(f"--shots {spec!r}: give integers 1..{MAX_SHOTS}, e.g. "
+                            "100,1000,10000") from None
+    if any(not 1 <= s <= MAX_SHOTS for s in shots):
+        raise QdistillError(f"--shots {spec!r}: each must be 1..{MAX_SHOTS}")
     return shots
 
 
@@ -63,11 +65,9 @@ def _label(noise: str | None, shots: int | None) -> str:
 
 
 def _test_split(meta: dict[str, Any]) -> tuple[Any, Any]:
-    from .config import DataConfig, from_dict
-    from .runs import build_task
+    from .runs import task_of_run
 
-    task = build_task(from_dict(DataConfig, meta["config"]["data"]),
-                      meta["config"]["train"]["seed"])
+    task = task_of_run(meta)
     return task.test.images, task.test.labels
 
 
@@ -97,6 +97,9 @@ def robustness_rows(
 
     if seeds < 1:
         raise QdistillError(f"seeds must be >= 1, got {seeds}")
+    if test_limit is not None and test_limit < 1:
+        raise QdistillError(f"test_limit must be >= 1 (or None: every test image), got "
+                            f"{test_limit}")
     if method not in METHODS:
         raise QdistillError(f"noise method must be one of {', '.join(METHODS)}, got {method!r}")
     shots_list = parse_shots(shots_list)

@@ -1,8 +1,10 @@
 """Teacher runs: build the task a config asks for, train a teacher once, load it back.
 
 Teachers are cached by their full config (architecture, data options, training
-options): ``get_teacher(cfg)`` trains the first time and loads the checkpoint every
-time after, so a grid that uses the same teacher for many students trains it once.
+options) and by the content of the data they learn from (``Task.fingerprint()``, never
+a dataset name or a path): ``get_teacher(cfg)`` trains the first time and loads the
+checkpoint every time after, so a grid that uses the same teacher for many students
+trains it once, and the same options on other data train another teacher.
 
     qdistill teacher train --arch lenet --dataset mnist --classes 0-5
 """
@@ -17,13 +19,14 @@ from typing import Any
 from torch import nn
 
 from . import __version__, checkpoint
-from .config import DataConfig, TeacherConfig, to_dict
+from .config import DataConfig, TeacherConfig, to_dict, validate
 from .data import Task, cache_dir, make_task
-from .errors import CheckpointError
+from .errors import CheckpointError, QdistillError
 from .teachers import build_teacher, count_parameters
 from .train import FitResult, fit, seed_everything
 
-# Options that do not change what is learned stay out of cache keys.
+# Options that do not change what is learned stay out of cache keys. Where the data
+# came from (data_dir) is replaced by what it is: the task's data fingerprint.
 _NOT_IN_KEY = {"device", "eval_batch_size", "data_dir"}
 
 
@@ -36,20 +39,57 @@ def build_task(data: DataConfig, seed: int = 0) -> Task:
     )
 
 
-def config_key(cfg: Any) -> str:
-    """A short stable hash of a config, ignoring options that do not change results."""
+def task_of_run(meta: dict[str, Any], data_dir: str | None = None) -> Task:
+    """The task a finished run (teacher or student; its checkpoint metadata) trained on,
+    rebuilt from its recorded config. Refused when the data found now is not the data
+    of the run (its recorded ``data_fingerprint``), e.g. a ``--data-dir`` whose files
+    were replaced since. ``data_dir``: evaluate on other data on purpose (not checked).
+    """
+    from .config import from_dict
+
+    data = dict(meta["config"]["data"])
+    if data_dir is not None:
+        data["data_dir"] = data_dir
+    task = build_task(from_dict(DataConfig, data), meta["config"]["train"]["seed"])
+    recorded = meta.get("data_fingerprint")
+    if data_dir is None and recorded and task.fingerprint() != recorded:
+        where = data["data_dir"] or "the built-in sources"
+        raise QdistillError(
+            f"the {data['dataset']} data found now ({where}) is not the data this run was "
+            f"trained on (data_fingerprint {task.fingerprint()[:12]}, recorded "
+            f"{recorded[:12]}); restore that data or pass the directory that holds it")
+    return task
+
+
+def config_key(cfg: Any, data_fingerprint: str | None = None) -> str:
+    """A short stable hash of a config, ignoring options that do not change results,
+    and of the data's content (``Task.fingerprint()``) when given."""
     def strip(d: Any) -> Any:
         if isinstance(d, dict):
             return {k: strip(v) for k, v in d.items() if k not in _NOT_IN_KEY}
         return d
     blob = json.dumps(strip(to_dict(cfg)), sort_keys=True)
+    if data_fingerprint is not None:
+        blob += f"|data:{data_fingerprint}"
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def teacher_dir(cfg: TeacherConfig) -> Path:
-    """Where the cached teacher of ``cfg`` lives (under the user cache dir)."""
+def teacher_key(cfg: TeacherConfig, task: Task) -> str:
+    """The cache key of a teacher: its config and the fingerprint of its task's data."""
+    return config_key(cfg, task.fingerprint())
+
+
+def teacher_dir(cfg: TeacherConfig, task: Task | None = None) -> Path:
+    """Where the cached teacher of ``cfg`` lives (under the user cache dir).
+
+    The name holds the key of the config *and* of the data (``task``, built from
+    ``cfg.data`` when not given): the same options on other images or labels are
+    another teacher, the same images in another directory the same one.
+    """
+    if task is None:
+        task = build_task(cfg.data, cfg.train.seed)
     classes = (cfg.data.classes or "all").replace(",", "_")
-    name = f"{cfg.arch}-{cfg.data.dataset}-{classes}-{config_key(cfg)}"
+    name = f"{cfg.arch}-{cfg.data.dataset}-{classes}-{teacher_key(cfg, task)}"
     return cache_dir() / "teachers" / name
 
 
@@ -59,7 +99,8 @@ def teacher_meta(cfg: TeacherConfig, task: Task, model: nn.Module) -> dict[str, 
         "kind": "teacher", "arch": cfg.arch, "dataset": task.dataset,
         "classes": list(task.classes), "class_names": list(task.class_names),
         "num_classes": task.num_classes, "image_shape": list(task.image_shape),
-        "config": to_dict(cfg), "config_key": config_key(cfg),
+        "config": to_dict(cfg), "config_key": teacher_key(cfg, task),
+        "data_fingerprint": task.fingerprint(),
         "num_parameters": count_parameters(model), "qdistill_version": __version__,
     }
 
@@ -69,9 +110,14 @@ def train_teacher(
     log: Any = print,
 ) -> tuple[nn.Module, FitResult]:
     """Train the teacher ``cfg`` describes into ``out_dir`` (resuming if interrupted)."""
-    out = Path(out_dir) if out_dir is not None else teacher_dir(cfg)
-    checkpoint.check_writable_dir(out, "teacher run directory")  # before any slow work
-    task = task or build_task(cfg.data, cfg.train.seed)
+    validate(cfg)  # ranges first: nothing is written for a config that cannot run
+    if out_dir is not None:
+        checkpoint.check_writable_dir(out_dir, "teacher run directory")  # before slow work
+    if task is None:
+        task = build_task(cfg.data, cfg.train.seed)
+    # The cache directory's name holds the data fingerprint, so it needs the task.
+    out = Path(out_dir) if out_dir is not None else teacher_dir(cfg, task)
+    checkpoint.check_writable_dir(out, "teacher run directory")
     seed_everything(cfg.train.seed)  # the initial weights are part of "same seed, same run"
     model = build_teacher(cfg.arch, task.num_classes, task.image_shape)
     result = fit(model, task.train, task.val, task.test, cfg.train,
@@ -102,13 +148,23 @@ def load_teacher(
 def get_teacher(
     cfg: TeacherConfig, task: Task | None = None, log: Any = print
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained teacher for ``cfg``: loaded from the cache, or trained once."""
-    out = teacher_dir(cfg)
+    """The trained teacher for ``cfg``: loaded from the cache, or trained once.
+
+    The cache is keyed on ``cfg`` and on the content of the data (``task``: the task
+    ``cfg.data`` describes, built here when not given), so a teacher trained on other
+    images or labels under the same options is never reused.
+    """
+    validate(cfg)  # ranges before the data is read (train_teacher checks them too)
+    if task is None:
+        task = build_task(cfg.data, cfg.train.seed)
+    out = teacher_dir(cfg, task)
     if checkpoint.exists(out / "best"):
-        model, meta = load_teacher(out, expect={"config_key": config_key(cfg)})
+        model, meta = load_teacher(out, expect={"config_key": teacher_key(cfg, task),
+                                                "data_fingerprint": task.fingerprint()})
         if log:
             log(f"teacher {cfg.arch}: cached in {out} "
-                f"(test acc {meta['metrics']['test_acc']:.4f})")
+                f"(test acc {meta['metrics']['test_acc']:.4f}; same data, fingerprint "
+                f"{task.fingerprint()[:12]})")
         return model, meta
     model, _ = train_teacher(cfg, out, task=task, log=log)
     return load_teacher(out)

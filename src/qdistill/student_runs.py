@@ -11,6 +11,7 @@ baseline differs from the distilled run in the loss alone.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -18,20 +19,28 @@ from typing import Any
 from torch import nn
 
 from . import __version__, checkpoint
-from .config import DataConfig, DistillConfig, TeacherConfig, TrainConfig, to_dict
+from .config import (
+    DataConfig,
+    DistillConfig,
+    TeacherConfig,
+    TrainConfig,
+    to_dict,
+    validate,
+)
 from .data import Task
 from .distill import KDLoss, teacher_logits
 from .errors import QdistillError
 from .quantum.memory import check_statevector_memory
 from .runs import build_task, get_teacher, load_teacher
-from .students import build_student, parameter_split
+from .students import build_student, parameter_split, resolve_student
 from .teachers import TEACHERS, check_teacher
 from .train import FitResult, cpu_threads, cross_entropy, fit, resolve_device, seed_everything
 
 
 def teacher_config_for(cfg: DistillConfig) -> TeacherConfig:
     """The teacher a distillation run asks for: same dataset and classes, trained on the
-    whole training split of those classes (the paper's protocol), cached by config."""
+    whole training split of those classes (the paper's protocol), cached by config and
+    by the content of that data (``data_dir`` only says where to read it)."""
     return TeacherConfig(
         arch=cfg.kd.teacher,
         data=DataConfig(dataset=cfg.data.dataset, classes=cfg.data.classes,
@@ -45,8 +54,10 @@ def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
                     ) -> tuple[nn.Module | None, dict[str, Any] | None]:
     """(teacher, metadata), or (None, None) for ``--teacher none``.
 
-    ``kd.teacher`` is a teacher name (trained or loaded from the cache) or the path of a
-    teacher run directory; a teacher trained on other classes is refused.
+    ``kd.teacher`` is a teacher name (trained, or loaded from the cache when one was
+    trained on the same options *and* the same data content: its key holds the teacher
+    task's fingerprint) or the path of a teacher run directory; a teacher trained on
+    other classes is refused.
     """
     name = cfg.kd.teacher
     if name == "none":
@@ -110,8 +121,12 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
 
         student, result, meta = run_distill(cfg, "runs/mine", teacher=my_cnn)
     """
-    # Check the KD settings, the output directory and the student (names, qubits for the
-    # classes, memory) before any slow work: a teacher may need training.
+    # Check the ranges, the KD settings, the output directory and the student (names,
+    # options, qubits for the classes, memory) before any slow work or any file is
+    # written: a teacher may need training. The config recorded is the resolved one
+    # (the student's own defaults filled in): what runs.
+    validate(cfg)
+    cfg = dataclasses.replace(cfg, student=resolve_student(cfg.student))
     kd = KDLoss(cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant)
     if out_dir is not None:
         checkpoint.check_writable_dir(out_dir, "student run directory")
@@ -139,11 +154,13 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
         "classes": list(task.classes), "num_classes": task.num_classes,
         "image_shape": list(task.image_shape), "config": to_dict(cfg),
         "task": {k: v for k, v in task.describe().items() if k != "source"},
+        "data_fingerprint": task.fingerprint(),  # the content of the data used
         "parameters": split, "qdistill_version": __version__,
         "teacher": None if tmeta is None else {
             "arch": tmeta["arch"], "weights_sha256": tmeta["weights_sha256"],
             "test_acc": tmeta.get("metrics", {}).get("test_acc"),
             "epochs": tmeta.get("config", {}).get("train", {}).get("epochs"),
+            "data_fingerprint": tmeta.get("data_fingerprint"),
         },
     }
     teacher_name = "none" if teacher is None else tmeta["arch"]
@@ -169,7 +186,7 @@ def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     tensors, meta = checkpoint.load(stem)
     if meta.get("kind") != "student":
         raise QdistillError(f"{stem} is not a student checkpoint (kind={meta.get('kind')!r})")
-    cfg = from_dict(StudentConfig, meta["student"])
+    cfg = resolve_student(from_dict(StudentConfig, meta["student"]), strict=False)
     model = build_student(cfg, meta["num_classes"], tuple(meta["image_shape"]))
     checkpoint.load_into(model, tensors, str(stem))
     model.eval()

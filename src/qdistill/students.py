@@ -20,14 +20,17 @@ Conventions every student follows:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from .config import StudentConfig
-from .errors import QdistillError, unknown_name
+from .errors import ConfigError, QdistillError, unknown_name
 from .quantum.gates import Op, ry_matrix
 from .quantum.layer import Gate, build_quantum_layer, trace_gates
 from .quantum.measure import Probs
@@ -380,42 +383,106 @@ class QuantumStudent(nn.Module):
         return self.logits_from_circuit(self.quantum(self.circuit_input(x)))
 
 
-STUDENTS = ("paper-v1", "paper-v2", "quantum")
+def _paper_v1(cfg: StudentConfig, k: int, shape: tuple[int, int, int]) -> nn.Module:
+    return PaperV1Student(k, shape, cfg.qubits, cfg.shots, cfg.head, cfg.angles)
+
+
+def _paper_v2(cfg: StudentConfig, k: int, shape: tuple[int, int, int]) -> nn.Module:
+    return PaperV2Student(k, shape, cfg.qubits, cfg.reduction, cfg.encoding, cfg.shots)
+
+
+def _quantum(cfg: StudentConfig, k: int, shape: tuple[int, int, int]) -> nn.Module:
+    return QuantumStudent(k, shape, cfg.qubits, cfg.reduction, cfg.encoding, cfg.ansatz,
+                          cfg.layers, cfg.readout, cfg.shots)
+
+
+@dataclass(frozen=True)
+class StudentKind:
+    """One kind of student: how to build it, the options of its own (with defaults), and
+    whether its circuit must have trainable parameters (paper-v1's has none, as in the
+    paper; a fully quantum student with none would train nothing)."""
+
+    build: Callable[[StudentConfig, int, tuple[int, int, int]], nn.Module]
+    options: dict[str, Any]
+    trainable_circuit: bool
+
+
+# Options every student takes: name, qubits, shots, noise (+ its method/trajectories).
+STUDENTS: dict[str, StudentKind] = {
+    "paper-v1": StudentKind(_paper_v1, {"head": "logprob", "angles": "pi"}, False),
+    "paper-v2": StudentKind(_paper_v2, {"reduction": "fc", "encoding": "amplitude"}, True),
+    "quantum": StudentKind(_quantum, {"reduction": "avgpool", "encoding": "amplitude",
+                                      "ansatz": "hea", "layers": 4, "readout": "probs"}, True),
+}
+_KIND_OPTIONS = ("head", "angles", "reduction", "encoding", "ansatz", "layers", "readout")
+_NOISE_DEFAULTS = {"noise_method": "density", "noise_trajectories": 32}
+
+
+def resolve_student(cfg: StudentConfig, strict: bool = True) -> StudentConfig:
+    """``cfg`` with the student's own defaults filled in, and the options of other
+    students (and the noise options without noise) left None: what runs, as recorded.
+
+    ``strict``: an option given to a student that does not take it is an error naming
+    both. ``strict=False`` drops such options instead (checkpoints written before
+    options were checked recorded every option; a fully quantum student recorded with
+    reduction ``fc`` ran with ``avgpool``).
+    """
+    if cfg.name not in STUDENTS:
+        raise unknown_name("student", cfg.name, STUDENTS)
+    kind = STUDENTS[cfg.name]
+    values = {o: getattr(cfg, o) for o in _KIND_OPTIONS}
+    if not strict and cfg.name == "quantum" and values["reduction"] == "fc":
+        values["reduction"] = "avgpool"
+    takes = dict(kind.options)
+    if cfg.noise:
+        takes["noise_method"] = _NOISE_DEFAULTS["noise_method"]
+        values["noise_method"] = cfg.noise_method
+        if (cfg.noise_method or "density") == "trajectories":
+            takes["noise_trajectories"] = _NOISE_DEFAULTS["noise_trajectories"]
+    values.update({o: getattr(cfg, o) for o in _NOISE_DEFAULTS if o not in values})
+    resolved = {}
+    for option, value in values.items():
+        if option in takes:
+            resolved[option] = takes[option] if value is None else value
+        elif value is not None and strict:
+            flag = "--" + option.replace("_", "-")
+            if option in _NOISE_DEFAULTS:
+                raise ConfigError(
+                    f"student.{option}={value!r} applies only "
+                    + ("with --set student.noise=..." if option == "noise_method" else
+                       "with --set student.noise_method=trajectories"), key=f"student.{option}")
+            raise ConfigError(
+                f"{flag} (student.{option}={value!r}) does not apply to the {cfg.name} "
+                f"student; it takes: "
+                + (", ".join("--" + o for o in kind.options) or "no student options"),
+                key=f"student.{option}")
+        else:
+            resolved[option] = None
+    return dataclasses.replace(cfg, **resolved)
 
 
 def build_student(cfg: StudentConfig, num_classes: int,
                   image_shape: tuple[int, int, int]) -> nn.Module:
     """The student ``cfg.name`` for a task of ``num_classes`` classes of ``image_shape``.
 
-    With ``cfg.noise`` its circuit runs under that noise model (``quantum.noise``), in
+    Options left None take the student's defaults (:func:`resolve_student`). With
+    ``cfg.noise`` its circuit runs under that noise model (``quantum.noise``), in
     training and whenever the student is rebuilt from a checkpoint.
     """
+    cfg = resolve_student(cfg)
     noise = None
     if cfg.noise:
         try:
-            noise = NoisySimulator(cfg.noise, cfg.noise_method, cfg.noise_trajectories)
+            trajectories = [cfg.noise_trajectories] if cfg.noise_trajectories else []
+            noise = NoisySimulator(cfg.noise, cfg.noise_method, *trajectories)
         except ValueError as exc:
             raise QdistillError(f"student.noise: {exc}") from None
-    student = _build_student(cfg, num_classes, image_shape)
+    kind = STUDENTS[cfg.name]
+    student = kind.build(cfg, num_classes, tuple(image_shape))
+    if kind.trainable_circuit and parameter_split(student)["quantum"] == 0:
+        raise QdistillError(f"this {cfg.name} student's circuit has no trainable parameter "
+                            "(nothing quantum would be learned); give it layers or another "
+                            "ansatz")
     if noise is not None:
         set_noise(student, noise)
     return student
-
-
-def _build_student(cfg: StudentConfig, num_classes: int,
-                   image_shape: tuple[int, int, int]) -> nn.Module:
-    shape = tuple(image_shape)
-    if cfg.name == "paper-v1":
-        return PaperV1Student(num_classes, shape, cfg.qubits, cfg.shots, cfg.head,
-                              cfg.angles)
-    if cfg.angles != "pi":
-        raise QdistillError(f"student.angles={cfg.angles!r} is for the paper-v1 student "
-                            f"only (its CNN front end), not {cfg.name}")
-    if cfg.name == "paper-v2":
-        return PaperV2Student(num_classes, shape, cfg.qubits, cfg.reduction, cfg.encoding,
-                              cfg.shots)
-    if cfg.name == "quantum":
-        reduction = "avgpool" if cfg.reduction == "fc" else cfg.reduction
-        return QuantumStudent(num_classes, shape, cfg.qubits, reduction, cfg.encoding,
-                              cfg.ansatz, cfg.layers, cfg.readout, cfg.shots)
-    raise unknown_name("student", cfg.name, STUDENTS)

@@ -17,8 +17,10 @@ What it guarantees:
   ``last.safetensors``/``last.json`` (model, optimiser, torch RNG, best weights so far,
   history). Calling ``fit`` again with the same run resumes after the last complete
   epoch and ends with the numbers an uninterrupted run gives.
-- A NaN/Inf training loss stops the run with a clear error; the checkpoint of the last
-  good epoch stays on disk.
+- A non-finite (NaN or inf) training loss, or non-finite outputs on the evaluation
+  images, stops the run with a clear error naming the epoch; that epoch's weights are
+  neither checkpointed nor selected, and the checkpoint of the last good epoch stays on
+  disk.
 """
 
 from __future__ import annotations
@@ -148,8 +150,9 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
     return torch.cat(outs)
 
 
-class NaNOutputs(QdistillError):
-    """A model gave NaN outputs on evaluation images (see :func:`evaluate`)."""
+class NonFiniteOutputs(QdistillError):
+    """A model gave non-finite (NaN or inf) outputs on evaluation images (see
+    :func:`evaluate`)."""
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -158,13 +161,14 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if len(labels) == 0:
         return float("nan")
     logits = class_logits(model, predict_logits(model, images, batch_size))
-    # One host read per evaluation (not per batch): NaN logits would give an argmax
-    # and an accuracy that mean nothing. On a GPU this is also where a zero-norm
+    # One host read per evaluation (not per batch): NaN or +-inf logits would give an
+    # argmax and an accuracy that mean nothing (an overflow gives NaN or inf depending
+    # on the CPU's kernels, so both are refused). On a GPU this is also where a zero-norm
     # amplitude-encoded sample shows up (encodings.refuse_zero_norm checks on CPU only).
-    if bool(torch.isnan(logits).any()):
-        raise NaNOutputs(f"{type(model).__name__} gave NaN outputs on the evaluation "
-                            "images: a NaN weight, or an all-zero sample under amplitude "
-                            "encoding")
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteOutputs(f"{type(model).__name__} gave non-finite (NaN or inf) "
+                               "outputs on the evaluation images: a non-finite weight, "
+                               "or an all-zero sample under amplitude encoding")
     return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
 
 
@@ -277,8 +281,8 @@ def fit(
     out = Path(out_dir) if out_dir is not None else None
     start_epoch = 1
     if out is not None:
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
+        # Nothing is created before the first epoch has finished: a run refused or
+        # diverging in epoch 1 leaves no directory behind (_write_epoch creates it).
         distributed.barrier()
         last = out / "last"
         if checkpoint.exists(last):
@@ -296,8 +300,6 @@ def fit(
             start_epoch = meta["epoch"] + 1
             if log and start_epoch <= cfg.epochs:
                 log(f"{desc}: resuming {out} after epoch {meta['epoch']}")
-        if main:
-            checkpoint.atomic_write_json(out / "config.json", run_id)
 
     # One process: the epoch order is _epoch_order itself; N processes: rank r takes
     # positions r, r+N, ... of it (see distributed.EpochSampler).
@@ -328,14 +330,15 @@ def fit(
             seen += len(y)
         distributed.all_sum(loss_sum, correct, seen)
         train_loss = loss_sum.item() / seen.item()
-        problem = None if math.isfinite(train_loss) else f"training loss became {train_loss}"
+        problem = (None if math.isfinite(train_loss) else
+                   f"training loss became non-finite (NaN or inf: {train_loss})")
         if problem is None:
             try:
                 val_acc = evaluate(model, val.images, val.labels, cfg.eval_batch_size)
                 test_acc = (evaluate(model, test.images, test.labels, cfg.eval_batch_size)
                             if test is not None else float("nan"))
-            except NaNOutputs:  # the weights this epoch ended with are broken
-                problem = "the model's outputs became NaN"
+            except NonFiniteOutputs:  # the weights this epoch ended with are broken
+                problem = "the model's outputs became non-finite (NaN or inf)"
         if problem is not None:
             where = ""
             if out is not None:
@@ -379,7 +382,11 @@ def fit(
     if out is not None and main:
         checkpoint.save(out / "best", model.state_dict(),
                         dict(run_meta, metrics=result.summary()))
+        # The data fingerprint (Task.fingerprint(), when the caller recorded one in
+        # run_meta) says which data these numbers are about.
+        fingerprint = {k: run_meta[k] for k in ("data_fingerprint",) if k in run_meta}
         checkpoint.atomic_write_json(out / "result.json", dict(result.summary(),
+                                                               **fingerprint,
                                                                history=history))
     distributed.barrier()  # the other ranks may read the best checkpoint next
     return result
@@ -397,6 +404,7 @@ def _write_epoch(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
         # rank 0 (or the one process) under "rng.torch", rank r > 0 under "rng.torch.r"
         **{"rng.torch" + (f".{r}" if r else ""): st for r, st in enumerate(rng_states)},
     }
+    checkpoint.atomic_write_json(out / "config.json", run_id)
     lines = "".join(json.dumps(h) + "\n" for h in history)
     checkpoint.atomic_write_bytes(out / "metrics.jsonl", lines.encode())
     checkpoint.save(out / "last", tensors, {

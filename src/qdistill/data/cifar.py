@@ -38,12 +38,19 @@ def find_cifar_dir(directory: Path) -> Path | None:
 def load_cifar10(directory: Path | None, origin: str) -> LoadedArrays:
     """Both splits of CIFAR-10 as uint8 (N,3,32,32) from ``directory``."""
     hint = "pass --data-dir DIR (or set QDISTILL_DATA_DIR) to the extracted cifar-10-batches-py"
+    # The one source (no offline package or download is used for CIFAR-10).
     if directory is None:
-        raise DataError(f"cifar10: no data directory ({origin}); {hint}")
+        raise DataError(f"cifar10: no source has the data. Tried 1) directory ({origin}): "
+                        f"skipped (CIFAR-10 has no other source); {hint}",
+                        sources_tried=[{"source": f"directory ({origin})",
+                                        "status": "skipped: not given"}])
     found = find_cifar_dir(directory)
     if found is None:
         raise DataError(f"cifar10: no data_batch_1..5 / test_batch in {directory} or its "
-                        f"cifar-10-batches-py/; {hint}")
+                        f"cifar-10-batches-py/ or cifar10/ (the one source tried; {origin}); "
+                        f"{hint}",
+                        sources_tried=[{"source": f"directory {directory} ({origin})",
+                                        "status": "skipped: no CIFAR-10 batches"}])
     for file_name in (*TRAIN_BATCHES, TEST_BATCH):
         if not (found / file_name).is_file():
             raise DataError(f"{found / file_name}: missing CIFAR-10 batch; {FIX}")

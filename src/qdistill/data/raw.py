@@ -1,10 +1,11 @@
 """``load_raw`` and ``dataset_info``: one entry point per dataset, memoised per process.
 
-The decoded arrays of each (dataset, data dir, download allowed, cache dir) are kept in a
-small in-process LRU (4 entries: MNIST + Fashion-MNIST + CIFAR-10 + digits is ~400 MB),
-so building several tasks from one dataset decodes it once. Those arrays are marked
-read-only and never handed out: ``load_raw`` returns fresh tensor copies (~30 ms for
-MNIST), so no caller can corrupt what the next caller gets.
+The decoded arrays of each (dataset, data dir with the size/mtime of its data files,
+download allowed, cache dir) are kept in a small in-process LRU (4 entries: MNIST +
+Fashion-MNIST + CIFAR-10 + digits is ~400 MB), so building several tasks from one
+dataset decodes it once. Those arrays are marked read-only and never handed out:
+``load_raw`` returns fresh tensor copies (~30 ms for MNIST), so no caller can corrupt
+what the next caller gets.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cifar import load_cifar10
-from .core import ENV_DATA_DIR, ENV_OFFLINE, DataError, LoadedArrays, RawDataset, cache_dir
+from .cifar import META_FILE, TEST_BATCH, TRAIN_BATCHES, load_cifar10
+from .core import (
+    DATASETS,
+    ENV_DATA_DIR,
+    ENV_OFFLINE,
+    IDX_FILES,
+    DataError,
+    LoadedArrays,
+    RawDataset,
+    cache_dir,
+)
 from .core import canonical_name as _canonical
 from .digits import load_digits_arrays
-from .sources import load_idx_dataset
+from .sources import TORCHVISION_DIRS, load_idx_dataset
 
 MEMORY_CACHE_SIZE = 4
 
@@ -57,15 +67,43 @@ def load_arrays(
     """Internal: the memoised, read-only numpy arrays of a dataset (do not modify)."""
     key = _canonical(name)
     directory, origin = resolve_data_dir(data_dir)
-    return _load_cached(key, directory, origin, download_allowed(download), str(cache_dir()))
+    if key == "digits" and directory is not None and origin == "data_dir argument":
+        raise DataError(f"digits is bundled with scikit-learn and reads no files, but a data "
+                        f"directory was given ({directory}); drop --data-dir, or name the "
+                        "dataset your files are (mnist, fashion-mnist, cifar10)")
+    return _load_cached(key, directory, origin, download_allowed(download), str(cache_dir()),
+                        _files_signature(directory))
+
+
+def _files_signature(directory: Path | None) -> tuple[tuple[str, int, int, int], ...]:
+    """(path, size, mtime, inode) of every data file a directory could serve: part of
+    the in-memory cache's key, so files replaced on disk are read again, not served
+    stale from memory (~70 stat calls)."""
+    if directory is None:
+        return ()
+    names = [*IDX_FILES, *(f"{f}.gz" for f in IDX_FILES), *TRAIN_BATCHES, TEST_BATCH,
+             META_FILE]
+    subdirs = ["", *DATASETS, *(f"{d}/raw" for d in TORCHVISION_DIRS.values()),
+               "cifar-10-batches-py"]
+    signature = []
+    for sub in subdirs:
+        for file_name in names:
+            try:
+                st = (directory / sub / file_name).stat()
+            except OSError:
+                continue
+            signature.append((f"{sub}/{file_name}", st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(signature)
 
 
 @functools.lru_cache(maxsize=MEMORY_CACHE_SIZE)
 def _load_cached(
-    name: str, directory: Path | None, origin: str, allow_download: bool, cache_root: str
+    name: str, directory: Path | None, origin: str, allow_download: bool, cache_root: str,
+    files: tuple[tuple[str, int, int, int], ...],
 ) -> LoadedArrays:
-    # cache_root is part of the key only: a changed $QDISTILL_CACHE_DIR must not reuse.
-    del cache_root
+    # cache_root and files are part of the key only: a changed $QDISTILL_CACHE_DIR or a
+    # data file replaced on disk must not reuse what is in memory.
+    del cache_root, files
     if name == "digits":
         loaded = load_digits_arrays()
     elif name == "cifar10":

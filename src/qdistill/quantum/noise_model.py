@@ -100,7 +100,7 @@ class DeviceFigures:
         return NoiseModel(1.5 * self.error_1q, 1.25 * self.error_2q, damping, self.readout)
 
 
-# Provenance (checked in session 3, 2026-11-25):
+# Provenance (checked 2026-11-25):
 # - IBM: medians over every qubit and gate of the calibration snapshots that
 #   qiskit-ibm-runtime 0.51.0 ships with its fake backends (props_<name>.json, taken
 #   2025-02-26), two significant digits; `python scripts/device_figures.py` recomputes
