@@ -253,7 +253,7 @@ def test_batch_beyond_memory_refused_before_training(tmp_path, capsys):
      "unknown teacher 'resnet'; valid: none, alexnet, ensemble, lenet, mlp, or a teacher "
      "run directory"),
     ([*STUDENT, "--teacher", "mlp", "--student", "qnn"],
-     "unknown student 'qnn'; valid: paper-v1, paper-v2, quantum"),
+     "unknown student 'qnn'; valid: paper-v1, paper-v2, quantum, or your own as FILE.py:NAME"),
     ([*STUDENT, "--teacher", "mlp", "--reduction", "resize"],
      "unknown reduction 'resize'; valid: avgpool, crop, fc, maxpool, pca"),
     ([*STUDENT, "--teacher", "mlp", "--encoding", "iqp"],
@@ -261,7 +261,7 @@ def test_batch_beyond_memory_refused_before_training(tmp_path, capsys):
     ([*STUDENT, "--teacher", "mlp", "--student", "quantum", "--reduction", "avgpool",
       "--ansatz", "ring"], "unknown ansatz 'ring'; valid: hea, "),  # ... qcnn, strong
     ([*STUDENT, "--teacher", "mlp", "--kd-variant", "fitnet"],
-     "unknown KD loss variant 'fitnet'; valid: hinton, paper"),
+     "unknown KD loss 'fitnet'; valid: hinton, paper"),
     (["distill", "--student", "paper-v1", "--dataset", "mnist", "--teacher", "mlp",
       "--angles", "quarter"], "unknown paper-v1 angle range 'quarter'; valid: half-pi, pi"),
     (["reproduce", "paper-v1", "--quick", "--angles", "quarter"],

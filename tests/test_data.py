@@ -22,6 +22,7 @@ from qdistill.data import (
     load_raw,
     make_task,
     parse_classes,
+    registry,
     sources,
 )
 from qdistill.data.tasks import default_val_per_class
@@ -154,7 +155,7 @@ def test_unknown_dataset_lists_the_valid_ones():
     with pytest.raises(DataError, match="cifar10") as err:
         load_raw("imagenet")
     assert all(name in str(err.value) for name in DATASETS)
-    assert core.canonical_name(" Fashion_MNIST") == "fashion-mnist"
+    assert registry.canonical_name(" Fashion_MNIST") == "fashion-mnist"
 
 
 @pytest.mark.parametrize(
@@ -262,6 +263,6 @@ def test_too_large_limits_name_class_requested_and_available(mnist):
 
 def test_imageset_validates_its_tensors():
     with pytest.raises(DataError, match="uint8"):
-        ImageSet(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.int64))
+        ImageSet(torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(DataError, match="labels"):
         ImageSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64))

@@ -196,15 +196,17 @@ def test_export_matches_student_on_independent_simulator(runs, name, tmp_path):
             theta = student.front(x)[0]
             np.testing.assert_allclose(doc["circuit_input"], theta.tolist(), rtol=0, atol=0)
         else:
-            scale = student.scale if meta["student"]["name"] == "paper-v2" else student.scale_in
+            scale = student.input_scale
             features = scale * student.reduce(x)
             own = probabilities(student.quantum.state(features))[0]
             outputs = student.quantum(features)[0]
             np.testing.assert_allclose(doc["circuit_input"], features[0].tolist(), rtol=0,
                                        atol=0)
-    np.testing.assert_allclose(doc["ideal"]["probabilities"], own.tolist(), rtol=0, atol=0)
-    np.testing.assert_allclose(doc["ideal"]["outputs"], outputs.tolist(), rtol=0, atol=0)
-    np.testing.assert_allclose(doc["ideal"]["logits"], logits.tolist(), rtol=0, atol=0)
+    # The JSON's numbers come from the gate list in complex128, the student's own from its
+    # float32 forward: another code path, so a tolerance.
+    np.testing.assert_allclose(doc["ideal"]["probabilities"], own.tolist(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(doc["ideal"]["outputs"], outputs.tolist(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(doc["ideal"]["logits"], logits.tolist(), rtol=0, atol=1e-5)
     assert doc["ideal"]["predicted_class"] == int(logits.argmax())
     # A noiseless student: its own forward is the ideal circuit, and there is no noisy block.
     assert doc["trained_and_evaluated_with"] == "ideal" and doc["noisy"] is None
@@ -248,7 +250,10 @@ def noisy_runs(tmp_path_factory):
     return {name: root / name for name in NOISY_STUDENTS}
 
 
-def _close(actual, expected, atol=1e-6):
+def _close(actual, expected, atol=1e-5):
+    # The JSON's numbers come from the gate list in complex128 and the head in float32,
+    # the student's from its float32 forward: agreement to float32 rounding (times the
+    # z read-out's trained scale), not bit for bit.
     torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float64),
                                torch.as_tensor(expected, dtype=torch.float64), rtol=0, atol=atol)
 
@@ -446,9 +451,9 @@ def test_qasm_writer_refuses_what_it_cannot_write():
     assert to_qasm3([Op("ry", (0,), 0.1)], 1).splitlines()[4] == "ry(0.1) q[0];"
 
 
-def test_unknown_student_type_is_named():
-    with pytest.raises(QdistillError, match=r"student type 'mystery' \(Linear\)"):
-        student_circuit(torch.nn.Linear(2, 2), "mystery", torch.zeros(1, 2))
+def test_a_module_that_is_not_a_student_is_named():
+    with pytest.raises(QdistillError, match="cannot export a Linear: not a qdistill student"):
+        student_circuit(torch.nn.Linear(2, 2), torch.zeros(1, 2))
 
 
 def test_cli_export_test_index_and_npy(runs, tmp_path, capsys):

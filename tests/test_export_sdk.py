@@ -269,7 +269,7 @@ def test_errors(task, monkeypatch):
         (lambda: to_qiskit(student, np.zeros((1, 28, 28), np.int64)), "neither uint8"),
         (lambda: predict_with(student, images, backend="cirq"), "unknown backend 'cirq'"),
         (lambda: predict_with(student, images, shots=0), "shots must be None"),
-        (lambda: predict_with(student.quantum, images), "takes a paper-v1, paper-v2"),
+        (lambda: predict_with(student.quantum, images), "predict_with takes a student"),
         (lambda: to_qiskit(torch.nn.Linear(2, 2), images[0]), "cannot convert a Linear"),
         (lambda: to_qiskit(student.quantum, torch.zeros(9)), "at most 4 features, got 9"),
         (lambda: to_qiskit(student.quantum, torch.zeros(2, 2, 2)), r"\(F,\) or \(B, F\)"),

@@ -78,6 +78,11 @@ def _pennylane(n, gates, b, noise: NoiseModel):
             for w in g.wires if noise.damping else ():
                 qml.AmplitudeDamping(noise.damping, wires=w)
 
+    return rho_and_probs(dev, body, n, noise.readout)
+
+
+def rho_and_probs(dev, body, n, readout):
+    """(density matrix, readout-flipped probabilities) of ``body()`` on ``dev``."""
     @qml.qnode(dev)
     def rho():
         body()
@@ -87,7 +92,7 @@ def _pennylane(n, gates, b, noise: NoiseModel):
     def probs():
         body()
         for w in range(n):
-            qml.BitFlip(noise.readout, wires=w)
+            qml.BitFlip(readout, wires=w)
         return qml.probs(wires=list(range(n)))
 
     return np.asarray(rho()), np.asarray(probs())

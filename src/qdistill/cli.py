@@ -64,7 +64,9 @@ def _num_option(g: Any, flag: str, dest: str, kind: type, help: str) -> None:
 def _data_options(p: argparse.ArgumentParser, prefix: str = "data.") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", dest=f"{prefix}dataset",
-                   help="mnist | fashion-mnist | cifar10 | digits (default: mnist)")
+                   help="mnist | fashion-mnist | cifar10 | digits (default: mnist), or your "
+                        "own: FILE.npz (x_train y_train x_test y_test [class_names]) or an "
+                        "image folder DIR (DIR/train/CLASS/*.png|jpg, DIR/test/CLASS/...)")
     g.add_argument("--classes", dest=f"{prefix}classes",
                    help="class subset: 0-5, 0-7, 0,3,7 or 'all' (default: 0-5)")
     _num_option(g, "--train-per-class", f"{prefix}train_per_class", int,
@@ -96,6 +98,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (yaml.safe_load; unknown keys are errors)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write every epoch's metrics as TensorBoard scalars to DIR "
+                        "(pip install 'qdistill[tensorboard]')")
 
 
 def _collect_overrides(args: argparse.Namespace) -> list[str]:
@@ -144,25 +149,46 @@ def _student_options(p: argparse.ArgumentParser) -> None:
                    help="quantum only: probs (default) | z")
     k = p.add_argument_group("distillation")
     k.add_argument("--teacher", dest="kd.teacher",
-                   help="none | lenet | alexnet | ensemble | a teacher run directory")
+                   help="none (baseline) | lenet (default) | alexnet | ensemble | mlp | a "
+                        "teacher run directory | FILE.py:NAME: your own nn.Module subclass "
+                        "or factory in FILE.py, called as NAME(num_classes, (C, H, W)) (or "
+                        "NAME() if it takes no arguments); this runs FILE.py; trained and "
+                        "cached by the file's content, or frozen with --teacher-weights | "
+                        "FILE.onnx: a frozen ONNX model (pip install 'qdistill[onnx]')")
+    k.add_argument("--teacher-weights", dest="kd.teacher_weights", metavar="FILE",
+                   help="with --teacher FILE.py:NAME: its trained weights (.safetensors, "
+                        "or a .pt/.pth state dict read with torch.load(weights_only=True)), "
+                        "loaded strictly; the teacher is then used frozen, not trained")
     _num_option(k, "--temperature", "kd.temperature", float, "T (paper: 3)")
     _num_option(k, "--alpha", "kd.alpha", float, "weight of the KL term (paper: 0.9)")
-    k.add_argument("--kd-variant", dest="kd.variant",
-                   help="hinton: (1-a) CE + a T^2 KL (default); paper: CE + a T^2 KL")
+    k.add_argument("--loss", "--kd-variant", dest="kd.variant",
+                   help="the distillation loss, a name in qdistill.losses.LOSSES: hinton "
+                        "((1-a) CE + a T^2 KL, default) | paper (CE + a T^2 KL)")
     _num_option(k, "--teacher-epochs", "kd.teacher_epochs", int,
                 "epochs of a teacher trained on demand (paper: 10)")
 
 
+def _callbacks(args: argparse.Namespace) -> list[Any]:
+    """Epoch callbacks the options ask for (--tensorboard DIR)."""
+    if not args.tensorboard:
+        return []
+    from .checkpoint import check_writable_dir
+    from .tracking import TensorBoard
+    check_writable_dir(args.tensorboard, "TensorBoard directory")
+    return [TensorBoard(args.tensorboard)]
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from .config import DistillConfig
+    from .data import dataset_label
     from .student_runs import run_distill
     cfg = load_config(DistillConfig, args.config, _collect_overrides(args))
     out = Path(args.out) if args.out else Path("runs") / "distill" / (
-        f"{cfg.student.name}-q{cfg.student.qubits}-{cfg.data.dataset}-"
+        f"{cfg.student.name}-q{cfg.student.qubits}-{dataset_label(cfg.data.dataset)}-"
         f"{(cfg.data.classes or 'all').replace(',', '_')}-{Path(cfg.kd.teacher).name}"
         f"-s{cfg.train.seed}")
     print(f"config: {json.dumps(to_dict(cfg))}")
-    _, result, meta = run_distill(cfg, out)
+    _, result, meta = run_distill(cfg, out, callbacks=_callbacks(args))
     p = meta["parameters"]
     print(f"student {cfg.student.name} ({p['classical']:,} classical + {p['quantum']:,} "
           f"quantum parameters), teacher {cfg.kd.teacher}: test accuracy "
@@ -234,10 +260,10 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     cfg = _teacher_config(args)
     print(f"config: {json.dumps(to_dict(cfg))}")
     if args.out:
-        _, result = train_teacher(cfg, args.out)
+        _, result = train_teacher(cfg, args.out, callbacks=_callbacks(args))
         out, metrics = args.out, result.summary()
     else:
-        _, meta = get_teacher(cfg)
+        _, meta = get_teacher(cfg, callbacks=_callbacks(args))
         out, metrics = teacher_dir(cfg), meta["metrics"]
     print(f"teacher {cfg.arch} on {cfg.data.dataset} classes {cfg.data.classes}: "
           f"test accuracy {100 * metrics['test_acc']:.2f}% at epoch {metrics['best_epoch']} "
@@ -296,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(
         dest="data_command", metavar="SUBCOMMAND", required=True)
     info = data.add_parser("info", help="shapes, class counts, source and checksum status")
-    info.add_argument("name", help="mnist | fashion-mnist | cifar10 | digits")
+    info.add_argument("name", help="mnist | fashion-mnist | cifar10 | digits, a FILE.npz or "
+                                   "an image-folder DIR (DIR/train/CLASS/*.png, DIR/test/...)")
     info.add_argument("--data-dir", help="directory of IDX files / CIFAR-10 batches")
     info.set_defaults(func=cmd_data_info)
 

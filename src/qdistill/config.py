@@ -128,10 +128,18 @@ class StudentConfig:
 
 @dataclass
 class KDConfig:
-    teacher: str = "lenet"  # none | lenet | alexnet | ensemble | a teacher run directory
+    # none | lenet | alexnet | ensemble | mlp | a teacher run directory | FILE.py:NAME
+    # (your own nn.Module class or factory) | FILE.onnx (see qdistill.user_teacher)
+    teacher: str = "lenet"
+    # With teacher FILE.py:NAME only: its trained weights (.safetensors, or a .pt/.pth
+    # state dict read with torch.load(weights_only=True)), loaded strictly and frozen;
+    # None = train NAME with the teacher protocol (cached like the built-in teachers)
+    teacher_weights: str | None = None
     temperature: float = num(3.0, 0.0, None, lo_open=True)  # paper: T = 3
     alpha: float = num(0.9, 0.0, 1.0)  # paper: 0.9
-    variant: str = "hinton"  # hinton: (1-a) CE + a T^2 KL ; paper: CE + a T^2 KL
+    # the loss (--loss), a name in qdistill.losses.LOSSES: hinton = (1-a) CE + a T^2 KL,
+    # paper = CE + a T^2 KL
+    variant: str = "hinton"
     # paper: 10; the committed grid may use fewer (README says)
     teacher_epochs: int = num(10, 1, MAX_EPOCHS)
     teacher_seed: int = num(0, *SEEDS)  # one teacher serves every student seed, as in the paper

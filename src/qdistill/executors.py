@@ -107,6 +107,14 @@ class RayExecutor:
                     yield run_id, exc
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset / container affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def make_executor(name: str, workers: int, threads: int, device: str = "cpu",
                   address: str | None = None) -> LocalExecutor | RayExecutor:
     """The executor ``--executor name`` asks for; ``threads``: CPU threads per run."""
@@ -146,7 +154,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> str | N
                 "(ray status)? A cluster with token authentication also needs "
                 "RAY_AUTH_MODE=token here") from None
         return None
-    from .reproduce import usable_cpus
 
     temp_dir = tempfile.mkdtemp(prefix="qdistill-ray-", dir=tempfile.gettempdir())
     ray.init(num_cpus=num_cpus or usable_cpus(), include_dashboard=False,

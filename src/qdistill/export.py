@@ -36,13 +36,13 @@ from . import __version__
 from .checkpoint import atomic_write_bytes, atomic_write_json, check_writable_dir
 from .errors import QdistillError
 from .quantum.gates import Op, apply_ops
-from .quantum.layer import QuantumLayer
 from .quantum.measure import Measurement, marginal_probabilities, probabilities
 from .quantum.noise import NoisySimulator, readout_flip
 from .quantum.qasm import to_qasm3
 from .quantum.state import zero_state
 from .student_runs import load_student
-from .train import class_logits
+from .students import Student
+from .train import as_float, class_logits
 
 __all__ = ["BIT_ORDER", "StudentCircuit", "export_student", "image_from_array", "student_circuit"]
 
@@ -105,132 +105,44 @@ def _floats(t: torch.Tensor) -> list[float]:
     return [float(v) for v in t.detach().reshape(-1).cpu().tolist()]
 
 
-def _layer_run(layer: QuantumLayer, features: torch.Tensor
-               ) -> tuple[list[Op], list[int], list[float], list[float]]:
-    """(ops, readout wires, exact probabilities of all wires, layer output) of one row."""
-    try:
-        ops = layer.ops(features)
-        state = layer.state(features[None])
-    except ValueError as exc:  # e.g. an all-zero feature vector under amplitude encoding
-        raise QdistillError(f"cannot export this image: {exc}") from None
-    wires = layer.measurement.wires
-    wires = list(range(layer.n_qubits)) if wires is None else list(wires)
-    return (ops, wires, _floats(probabilities(state)[0]),
-            _floats(layer.measurement(state)[0]))
-
-
-_ANGLE_TEXT = {"pi": "pi", "half-pi": "pi/2"}  # students.V1_ANGLES, as text
-_HEADS = {"logprob": "log(p_j + 0.01)",
-          "paper": "sigmoid(p_j) (the notebooks' head; CE also saw 1 - sigmoid(p_j))"}
-
-
-def _basis_readout(wires: list[int], class_outputs: list[int], head: str) -> dict[str, Any]:
-    return {
-        "kind": "basis_probabilities", "readout_qubits": wires,
-        "class_outputs": class_outputs, "head": head,
-        "outputs": "p_j = probability that the readout qubits read j (readout_qubits[0] = "
-                   "most significant bit), summed over the other qubits",
-        "class_rule": f"class i <- basis state |j>, j = class_outputs[i]; logits_i = "
-                      f"{_HEADS[head]}",
-    }
-
-
-def _paper_v1(student: nn.Module, x: torch.Tensor) -> StudentCircuit:
-    """paper-v1: CNN front end -> angles; H then RY(theta_k); all basis states read out."""
-    theta = student.front(x)[0]
+def student_circuit(student: Student, x: torch.Tensor) -> StudentCircuit:
+    """The circuit of ``student`` for one image ``x (1, C, H, W)``: exact (no shots) and
+    ideal (a noise model attached to the student is left out). Works for any
+    :class:`~qdistill.students.Student` whose circuit has ``ops`` (every circuit built
+    from ``qdistill.quantum``)."""
+    if not isinstance(student, Student):
+        raise QdistillError(f"cannot export a {type(student).__name__}: not a qdistill "
+                            "student (qdistill.students.Student)")
     circuit = student.circuit
-    probs = _floats(circuit(theta[None])[0])
-    return StudentCircuit(
-        input=_floats(theta), ops=circuit.ops(theta), n_qubits=circuit.qubits,
-        preprocessing={
-            "description": "paper-v1 CNN front end (Conv 5x5 -> MaxPool -> ReLU, Conv 5x5 "
-                           "-> MaxPool -> ReLU, FC 50 -> ReLU, FC n) -> angles "
-                           f"theta = {_ANGLE_TEXT[student.front.angles]} * tanh(.)",
-            "image": "float pixels in [0, 1] (uint8 / 255), shape (C, H, W)",
-            "circuit_input": "angles theta_k: H then RY(theta_k) on qubit k",
-        },
-        readout=_basis_readout(list(range(circuit.qubits)), student.class_outputs,
-                               student.head),
-        probabilities=probs, outputs=probs)
-
-
-def _reduction_text(student: nn.Module, scale: float, encoding: str) -> dict[str, Any]:
-    kind = student.reduce.kind
-    return {
-        "description": f"reduction {kind} -> {student.reduce.features} features, times "
-                       f"scale {scale!r} -> {encoding} encoding",
-        "reduction": kind, "scale": scale, "encoding": encoding,
-        "image": "float pixels in [0, 1] (uint8 / 255), shape (C, H, W)",
-        "circuit_input": {
-            "amplitude": "features, normalised to unit norm as the amplitudes of basis "
-                         "states |0>..|2**n-1>; prepared by Mottonen RY + CX state "
-                         "preparation",
-            "angle": "feature k -> RY(x_k) on qubit k",
-            "dense": "features 2k, 2k+1 -> RY(x_2k) then RZ(x_2k+1) on qubit k",
-        }[encoding],
-    }
-
-
-def _paper_v2(student: nn.Module, x: torch.Tensor) -> StudentCircuit:
-    """paper-v2: reduction -> scale -> encoding + v2 block -> <Z> per qubit -> Linear."""
-    features = (student.scale * student.reduce(x))[0]
-    layer = student.quantum
-    ops, wires, probs, outputs = _layer_run(layer, features)
-    encoding = type(layer.encoding).__name__.replace("Encoding", "").lower()
-    return StudentCircuit(
-        input=_floats(features), ops=ops, n_qubits=layer.n_qubits,
-        preprocessing=_reduction_text(student, float(student.scale), encoding),
-        readout={
-            "kind": "expval_z", "readout_qubits": wires,
-            "outputs": "z_k = <Z> of readout_qubits[k] = P(bit 0) - P(bit 1)",
-            "class_rule": "logits = linear.weight @ z + linear.bias (the student's head)",
-            "linear": {"weight": student.head.weight.detach().cpu().tolist(),
-                       "bias": _floats(student.head.bias)},
-        },
-        probabilities=probs, outputs=outputs)
-
-
-def _quantum(student: nn.Module, x: torch.Tensor) -> StudentCircuit:
-    """quantum: fixed reduction -> scale_in -> encoding + ansatz -> probs or <Z>."""
-    features = (student.scale_in * student.reduce(x))[0]
-    layer = student.quantum
-    ops, wires, probs, outputs = _layer_run(layer, features)
-    encoding = type(layer.encoding).__name__.replace("Encoding", "").lower()
-    if student.readout == "probs":
-        readout = _basis_readout(wires, student.class_outputs, "logprob")
-    else:
-        readout = {
-            "kind": "expval_z", "readout_qubits": wires,
-            "class_outputs": student.class_outputs,
-            "outputs": "z_k = <Z> of readout_qubits[k] = P(bit 0) - P(bit 1)",
-            "class_rule": "logits_i = scale * z_{class_outputs[i]}",
-            "scale": float(student.scale),
-        }
-    return StudentCircuit(
-        input=_floats(features), ops=ops, n_qubits=layer.n_qubits,
-        preprocessing=_reduction_text(student, float(student.scale_in), encoding),
-        readout=readout, probabilities=probs, outputs=outputs)
-
-
-_CIRCUITS: dict[str, Callable[[nn.Module, torch.Tensor], StudentCircuit]] = {
-    "paper-v1": _paper_v1, "paper-v2": _paper_v2, "quantum": _quantum,
-}
-
-
-def student_circuit(student: nn.Module, name: str, x: torch.Tensor) -> StudentCircuit:
-    """The circuit of student type ``name`` for one image ``x (1, C, H, W)``: exact (no
-    shots) and ideal (a noise model attached to the student is left out)."""
-    fn = _CIRCUITS.get(name)
-    if fn is None:
-        raise QdistillError(f"cannot export student type {name!r} "
-                            f"({type(student).__name__}); exportable: {', '.join(_CIRCUITS)}")
+    if not callable(getattr(circuit, "ops", None)):
+        raise QdistillError(f"cannot export {type(student).__name__}: its circuit "
+                            f"({type(circuit).__name__}) does not list its gates (ops); "
+                            "build it from qdistill.quantum to export it")
     with torch.no_grad(), _exact(student), _noiseless(student):
-        return fn(student, x)
-
-
-def _circuit_module(student: nn.Module) -> nn.Module:
-    """The student's circuit (a QuantumLayer or the paper-v1 circuit)."""
-    return student.circuit if hasattr(student, "circuit") else student.quantum
+        inp = student.circuit_input(x)
+        try:
+            ops = circuit.ops(inp[0])
+            outputs = circuit(inp)
+        except ValueError as exc:  # e.g. an all-zero feature vector under amplitude encoding
+            raise QdistillError(f"cannot export this image: {exc}") from None
+        # The probabilities of all qubits, from the gate list on qdistill's simulator in
+        # complex128 (also the self-check that ops is the circuit forward runs).
+        state = apply_ops(zero_state(circuit.n_qubits, 1, dtype=torch.complex128), ops)
+        probs = probabilities(state)
+        from_ops = circuit.measurement.from_probabilities(
+            marginal_probabilities(probs, circuit.measurement.wires))
+    gap = float((from_ops.to(outputs.dtype) - outputs).abs().max())
+    if not gap <= _SELF_CHECK_TOL:
+        raise RuntimeError(f"exported gates disagree with the student by {gap:.2e}; "
+                           "this is a qdistill bug (or the circuit's ops are not its forward)")
+    info = student.export_info()
+    # Outputs from the same complex128 probabilities: within the JSON every number follows
+    # from the probabilities by the read-out rule (the student's float32 forward agrees
+    # to _SELF_CHECK_TOL, checked above).
+    return StudentCircuit(
+        input=_floats(inp[0]), ops=ops, n_qubits=circuit.n_qubits,
+        preprocessing=info["preprocessing"], readout=info["readout"],
+        probabilities=_floats(probs[0]), outputs=_floats(from_ops[0]))
 
 
 # Trajectory noise is Monte Carlo: the noisy block is computed from this seed (recorded),
@@ -256,11 +168,8 @@ def _noisy_run(student: nn.Module, x: torch.Tensor, sim: NoisySimulator
                ) -> tuple[_Run, dict[str, Any]]:
     """The circuit of ``x`` under the student's noise model, exact in shots: what the
     student's own forward computes, and the probabilities of all qubits it comes from."""
-    module = _circuit_module(student)
-    if isinstance(module, QuantumLayer):
-        measurement, n = module.measurement, module.n_qubits
-    else:  # the paper-v1 circuit
-        measurement, n = module.measure, module.qubits
+    module = student.circuit
+    measurement, n = module.measurement, module.n_qubits
     seed = NOISY_TRAJECTORY_SEED if sim.method == "trajectories" else None
     with torch.no_grad(), _exact(student):
         inp = student.circuit_input(x)
@@ -279,21 +188,9 @@ def _noisy_run(student: nn.Module, x: torch.Tensor, sim: NoisySimulator
     return run._replace(logits=_head(student, run.outputs)), info
 
 
-def _student_noise(student: nn.Module) -> NoisySimulator | None:
-    sim = getattr(_circuit_module(student), "noise", None)
+def _student_noise(student: Student) -> NoisySimulator | None:
+    sim = getattr(student.circuit, "noise", None)
     return sim if isinstance(sim, NoisySimulator) else None
-
-
-def _check_gates(circ: StudentCircuit) -> None:
-    """Run the gate list on qdistill's simulator (complex128) and compare with the
-    student's own probabilities: a mismatch is a bug in an ``ops`` method, never
-    something a user can fix, so it is not a QdistillError."""
-    state = apply_ops(zero_state(circ.n_qubits, 1, dtype=torch.complex128), circ.ops)
-    got = probabilities(state)[0]
-    gap = float((got - torch.tensor(circ.probabilities, dtype=got.dtype)).abs().max())
-    if not gap <= _SELF_CHECK_TOL:
-        raise RuntimeError(f"exported gates disagree with the student by {gap:.2e}; "
-                           "this is a qdistill bug")
 
 
 def image_from_array(array: np.ndarray | torch.Tensor, image_shape: tuple[int, ...]
@@ -341,7 +238,7 @@ def _test_image(meta: dict[str, Any], index: int) -> tuple[torch.Tensor, dict[st
     label = int(task.test.labels[index])
     info = {"source": "test split", "test_index": index, "label": label,
             "original_label": task.classes[label], "class_name": task.class_names[label]}
-    return task.test.images[index:index + 1].float() / 255.0, info
+    return as_float(task.test.images[index:index + 1]), info
 
 
 def _resolve_image(image: Any, meta: dict[str, Any]
@@ -380,8 +277,7 @@ def export_student(run_dir: str | Path, image: int | str | Path | np.ndarray | t
     student, meta = load_student(run)
     x, source, stem = _resolve_image(image, meta)
     name = meta["student"]["name"]
-    circ = student_circuit(student, name, x)
-    _check_gates(circ)
+    circ = student_circuit(student, x)
     ideal = _Run(circ.probabilities, circ.outputs, _head(student, circ.outputs))
     sim = _student_noise(student)
     noisy, noise_info = _noisy_run(student, x, sim) if sim is not None else (None, {})

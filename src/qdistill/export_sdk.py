@@ -14,8 +14,8 @@ imported only when used. A student is classical pre-processing -> a circuit ->
 classical head. ``student.circuit_input`` (torch) gives what the circuit encodes, the
 SDK runs the circuit (the image's inputs baked in as gate angles, the same gate list as
 the OpenQASM 3 export), and ``student.logits_from_circuit`` turns the SDK's
-probabilities into the student's own logits. A bare :class:`QuantumLayer` or
-:class:`V1Circuit` can be converted too; then the input is the features ``(F,)``.
+probabilities into the student's own logits. A bare circuit (a ``QuantumLayer``, the
+paper-v1 ``V1Circuit``) can be converted too; then the input is the features ``(F,)``.
 The circuit is the ideal one: a noise model a student was trained under is not part of
 it (add the SDK's own noise model to the simulator or run on hardware).
 
@@ -43,17 +43,15 @@ from torch import nn
 from .errors import QdistillError
 from .export import _exact, image_from_array
 from .quantum.gates import Op
-from .quantum.layer import QuantumLayer
 from .quantum.measure import Probs, z_signs
 from .quantum.qasm import standard_gate
-from .students import PaperV1Student, PaperV2Student, QuantumStudent, V1Circuit
+from .students import Student
 from .train import class_logits
 
 __all__ = ["BACKENDS", "CircuitBatch", "SDKPrediction", "circuit_batch", "predict_with",
            "probabilities_from_counts", "qiskit_circuits", "to_pennylane", "to_qiskit"]
 
 BACKENDS = ("qiskit", "pennylane")
-_STUDENTS = (PaperV1Student, PaperV2Student, QuantumStudent)
 # OpenQASM 3 name (quantum.qasm.QASM_GATES, the one Op -> gate table) -> PennyLane class
 # name; Qiskit's QuantumCircuit methods are the OpenQASM names in lower case.
 _PENNYLANE = {"h": "Hadamard", "x": "PauliX", "y": "PauliY", "z": "PauliZ", "rx": "RX",
@@ -146,26 +144,26 @@ def _features(x: Any) -> torch.Tensor:
 def circuit_batch(model: nn.Module, inputs: Any) -> CircuitBatch:
     """The gates (concrete angles) of every input, the readout wires and kind.
 
-    ``model``: a paper-v1, paper-v2 or quantum student (``inputs``: one image or a
-    batch, uint8 0..255 or float 0..1), or a :class:`QuantumLayer` / :class:`V1Circuit`
-    (``inputs``: features ``(F,)`` or ``(B, F)``).
+    ``model``: a student (any :class:`~qdistill.students.Student`; ``inputs``: one image
+    or a batch, uint8 0..255 or float 0..1), or a circuit of ``qdistill.quantum`` (a
+    :class:`QuantumLayer`, the paper-v1 ``V1Circuit``, ...; ``inputs``: features
+    ``(F,)`` or ``(B, F)``).
     """
-    if isinstance(model, _STUDENTS):
+    if isinstance(model, Student):
         images = _student_images(model, inputs)
         with _eval(model):
             features = model.circuit_input(images)
-        circuit: nn.Module = model.circuit if isinstance(model, PaperV1Student) else model.quantum
-    elif isinstance(model, (QuantumLayer, V1Circuit)):
-        features, circuit = _features(inputs), model
+        circuit: nn.Module = model.circuit
     else:
-        raise QdistillError(f"cannot convert a {type(model).__name__}; give a paper-v1, "
-                            "paper-v2 or quantum student, a QuantumLayer or a V1Circuit")
-    if isinstance(circuit, V1Circuit):
-        n, wires, readout = circuit.qubits, list(range(circuit.qubits)), "probs"
-    else:
-        n, measured = circuit.n_qubits, circuit.measurement.wires
-        wires = list(range(n)) if measured is None else list(measured)
-        readout = "probs" if isinstance(circuit.measurement, Probs) else "expval"
+        circuit = model
+    if not all(hasattr(circuit, a) for a in ("ops", "n_qubits", "measurement")):
+        raise QdistillError(f"cannot convert a {type(circuit).__name__}; give a student or a "
+                            "circuit built from qdistill.quantum (ops, n_qubits, measurement)")
+    if not isinstance(model, Student):
+        features = _features(inputs)
+    n, measured = circuit.n_qubits, circuit.measurement.wires
+    wires = list(range(n)) if measured is None else list(measured)
+    readout = "probs" if isinstance(circuit.measurement, Probs) else "expval"
     try:
         gates = [[_gate(op, n) for op in circuit.ops(row)] for row in features]
     except (ValueError, NotImplementedError) as exc:  # wrong width, zero-norm amplitudes
@@ -313,8 +311,8 @@ def predict_with(student: nn.Module, images: Any, backend: str = "qiskit",
     ``default.qubit``), <Z> is taken from them where the student reads <Z>, and the
     student's own ``logits_from_circuit`` gives the logits.
     """
-    if not isinstance(student, _STUDENTS):
-        raise QdistillError(f"predict_with takes a paper-v1, paper-v2 or quantum student, "
+    if not isinstance(student, Student):
+        raise QdistillError(f"predict_with takes a student (qdistill.students.Student), "
                             f"got a {type(student).__name__}")
     if backend not in BACKENDS:
         raise QdistillError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")

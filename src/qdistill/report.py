@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from . import plots
+
 CSV_FIELDS = [
     "run_id", "grid", "setting", "dataset", "classes", "qubits", "student", "teacher", "seed",
     "test_acc", "val_acc", "best_epoch", "paper_metric_best_test_acc", "teacher_test_acc",
@@ -94,10 +96,19 @@ def accuracy_table(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
     return "\n".join(lines)
 
 
+class Gains(dict):
+    """(setting, teacher) -> (mean gain, ci low, ci high, n); ``at_chance`` holds, per
+    key, how many of the n paired runs ended at chance (teacher run, baseline run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_chance: dict[tuple[str, str], tuple[int, int]] = {}
+
+
 def gains(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
-          metric: str = "test_acc") -> dict[tuple[str, str], tuple[float, float, float, int]]:
+          metric: str = "test_acc") -> Gains:
     """(setting, teacher) -> (mean gain, ci low, ci high, n) in points, paired by seed."""
-    out = {}
+    out = Gains()
     for setting, by_teacher in _group(rows).items():
         base = by_teacher.get("none", {})
         for t in teachers:
@@ -109,6 +120,8 @@ def gains(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
             diffs = [100 * (by_teacher[t][s][metric] - base[s][metric]) for s in seeds]
             m, lo, hi = t_interval(diffs)
             out[(setting, t)] = (m, lo, hi, len(seeds))
+            out.at_chance[(setting, t)] = (sum(collapsed(by_teacher[t][s]) for s in seeds),
+                                           sum(collapsed(base[s]) for s in seeds))
     return out
 
 
@@ -132,87 +145,38 @@ def gain_table(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
     return "\n".join(lines)
 
 
-def plot_curves(histories: dict[str, dict[str, list[list[float]]]], path: Path) -> None:
-    """histories: setting -> teacher -> list over seeds of per-epoch test accuracy."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _chance(row: dict[str, Any]) -> float:
+    from .data import parse_classes
 
-    n = len(histories)
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax, (setting, by_teacher) in zip(axes.flat, histories.items(), strict=False):
-        for teacher, curves in sorted(by_teacher.items()):
-            a = 100 * np.asarray(curves, dtype=float)
-            x = np.arange(1, a.shape[1] + 1)
-            ax.plot(x, a.mean(0), label=teacher)
-            if len(a) > 1:
-                ax.fill_between(x, a.min(0), a.max(0), alpha=0.15)
-        ax.set_title(setting, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy % (mean, min-max over seeds)")
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    spec = row.get("classes")
+    return 1.0 / (10 if spec in (None, "", "None") else len(parse_classes(spec, 10)))
+
+
+def plot_curves(histories: dict[str, dict[str, list[list[float]]]], path: Path,
+                chance: dict[str, float | None] | None = None) -> None:
+    """histories: setting -> teacher -> list over seeds of per-epoch test accuracy;
+    chance: setting -> 1/K (default: read from the setting label)."""
+    plots.save(plots.curves_figure(histories, chance), path)
 
 
 def plot_gains(g: dict[tuple[str, str], tuple[float, float, float, int]],
                paper: dict[str, dict[str, float]], path: Path) -> None:
-    """Bar chart of KD gains (points): ours with 95% CI vs the paper's single run."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Forest plot of KD gains (points): ours with 95% CI vs the paper's single run;
+    runs at chance noted beside their row when ``g`` comes from :func:`gains`."""
+    plots.save(plots.forest_figure(g, paper, getattr(g, "at_chance", None)), path)
 
-    keys = list(g)
-    x = np.arange(len(keys))
-    ours = np.array([g[k][0] for k in keys])
-    err = np.array([[g[k][0] - g[k][1], g[k][2] - g[k][0]] for k in keys]).T
-    err = np.nan_to_num(err)
-    theirs = np.array([paper.get(s, {}).get(t, np.nan) - paper.get(s, {}).get("none", np.nan)
-                       for s, t in keys])
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(keys) + 2), 4.2))
-    ax.bar(x - 0.2, ours, 0.4, yerr=err, capsize=3, label="qdistill (mean, 95% CI)")
-    ax.bar(x + 0.2, theirs, 0.4, label="paper (one run, test-selected)")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, [f"{s}\n{t}" for s, t in keys], rotation=90, fontsize=6)
-    ax.set_ylabel("KD gain, accuracy points")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+def accuracy_figure(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
+                    paper: dict[str, dict[str, float]]) -> Any:
+    """The figure of :func:`plot_accuracy` (a matplotlib Figure, not saved)."""
+    cells = {s: {t: [100 * float(r["test_acc"]) for r in by_seed.values()]
+                 for t, by_seed in by_t.items()} for s, by_t in _group(rows).items()}
+    chance = {r["setting"]: _chance(r) for r in rows}
+    return plots.accuracy_figure(cells, teachers, paper, chance)
 
 
 def plot_accuracy(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
                   paper: dict[str, dict[str, float]], path: Path) -> None:
-    """Grouped bar chart of test accuracy per grid row (like the paper's v2 ablation
-    figure): one bar per teacher option, mean ± std over seeds, the paper's number as a
-    black tick where it has one."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grouped = _group(rows)
-    settings = list(grouped)
-    width = 0.8 / max(1, len(teachers))
-    fig, ax = plt.subplots(figsize=(min(20, max(7, 0.25 * len(settings) * len(teachers) + 2)), 5.5))
-    for i, t in enumerate(teachers):
-        x = np.arange(len(settings)) - 0.4 + width * (i + 0.5)
-        vals = [[100 * float(r["test_acc"]) for r in grouped[s].get(t, {}).values()]
-                for s in settings]
-        means = [np.mean(v) if v else np.nan for v in vals]
-        stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
-        ax.bar(x, means, width, yerr=stds, capsize=2, label=t)
-        theirs = [paper.get(s, {}).get(t, np.nan) for s in settings]
-        ax.scatter(x, theirs, marker="_", s=120, color="black",
-                   label="paper" if i == 0 else None, zorder=3)
-    ax.set_xticks(np.arange(len(settings)), settings, rotation=90, fontsize=6)
-    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncol=len(teachers) + 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Test accuracy per grid row (like the paper's v2 ablation figure): one bar per
+    teacher option (mean over seeds), every seed a dot, the paper's number a diamond."""
+    plots.save(accuracy_figure(rows, teachers, paper), path)

@@ -37,7 +37,7 @@ from .config import (
     to_dict,
 )
 from .errors import QdistillError, unknown_name
-from .executors import make_executor
+from .executors import make_executor, usable_cpus
 from .runs import build_task
 from .student_runs import resolve_teacher, run_distill, teacher_config_for
 from .students import V1_ANGLES, V1_HEADS, resolve_student
@@ -221,14 +221,6 @@ class DirLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (respects taskset / container affinity)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _alive(pid: int) -> bool:

@@ -186,30 +186,42 @@ def robustness_table(rows: Sequence[dict[str, Any]], column: str = "run") -> str
 
 
 def _plot(rows: Sequence[dict[str, Any]], column: str, groups: list[str], path: Path) -> None:
+    """Accuracy vs shots (left) and vs noise (right), one row of panels per group; a
+    teacher has its palette colour (qdistill.palette), other columns (runs) take the
+    palette's extra colours in order."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.8 * len(groups)), squeeze=False)
+    from .palette import EXTRA, color
+    from .plots import legend_on_top, ordered_teachers
+
+    all_columns = list(dict.fromkeys(str(r[column]) for r in rows))
+    if column == "teacher":
+        all_columns = ordered_teachers(all_columns)
+    colors = {c: color(c) if column == "teacher" else EXTRA[i % len(EXTRA)]
+              for i, c in enumerate(all_columns)}
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.6 + 3.4 * len(groups)),
+                             squeeze=False, layout="constrained")
     for (ax_s, ax_n), group in zip(axes, groups, strict=True):
         sub = [r for r in rows if r.get("group", "") == group]
         settings, columns, cells = _aggregate(sub, column)
         shots = sorted({int(r["shots"]) for r in sub if r["shots"] != "exact"})
         noises = list(dict.fromkeys(r["noise"] for r in sub if r["noise"] != "none"))
-        for i, col in enumerate(columns):
+        for col in columns:
             exact = 100 * np.mean(cells.get(("exact", col), [np.nan]))
-            color = f"C{i}"
+            c = colors[col]
             if shots:
                 vals = [cells.get((_label(None, s), col), [np.nan]) for s in shots]
                 ax_s.errorbar(shots, [100 * np.mean(v) for v in vals],
                               yerr=[100 * np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals],
-                              marker="o", capsize=3, color=color, label=col)
-                ax_s.axhline(exact, ls="--", lw=0.8, color=color)
+                              marker="o", capsize=3, color=c, label=col)
+                ax_s.axhline(exact, ls="--", lw=0.8, color=c)
             vals = [cells.get((_label(n, None), col), [np.nan]) for n in noises]
             ax_n.errorbar(range(len(noises) + 1), [exact] + [100 * np.mean(v) for v in vals],
                           yerr=[0] + [100 * np.std(v, ddof=1) if len(v) > 1 else 0
                                       for v in vals],
-                          marker="o", capsize=3, color=color, label=col)
+                          marker="o", capsize=3, color=c, label=col)
         ax_s.set_xscale("log")
         if shots:
             ax_s.set_xticks(shots, [str(s) for s in shots])
@@ -219,11 +231,12 @@ def _plot(rows: Sequence[dict[str, Any]], column: str, groups: list[str], path: 
                         ha="right")
         ax_n.set_xlabel("noise model (exact probabilities)")
         for ax in (ax_s, ax_n):
-            ax.set_ylabel("test accuracy % (mean ± std)")
+            ax.set_ylabel("test accuracy % (mean ± std)", fontsize=8)
             ax.set_title(group or "accuracy", fontsize=9)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+            ax.tick_params(labelsize=7.5)
+    handles = [plt.Line2D([], [], color=colors[c], marker="o", label=c) for c in all_columns]
+    legend_on_top(fig, handles, ncol=min(len(handles), 6 if column == "teacher" else 3))
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
 
 

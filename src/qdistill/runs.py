@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ from torch import nn
 
 from . import __version__, checkpoint
 from .config import DataConfig, TeacherConfig, to_dict, validate
-from .data import Task, cache_dir, make_task
+from .data import Task, cache_dir, dataset_label, make_task
 from .errors import CheckpointError, QdistillError
 from .teachers import build_teacher, count_parameters
-from .train import FitResult, fit, seed_everything
+from .train import EpochCallback, FitResult, fit, seed_everything
 
 # Options that do not change what is learned stay out of cache keys. Where the data
 # came from (data_dir) is replaced by what it is: the task's data fingerprint.
@@ -89,7 +90,7 @@ def teacher_dir(cfg: TeacherConfig, task: Task | None = None) -> Path:
     if task is None:
         task = build_task(cfg.data, cfg.train.seed)
     classes = (cfg.data.classes or "all").replace(",", "_")
-    name = f"{cfg.arch}-{cfg.data.dataset}-{classes}-{teacher_key(cfg, task)}"
+    name = f"{cfg.arch}-{dataset_label(cfg.data.dataset)}-{classes}-{teacher_key(cfg, task)}"
     return cache_dir() / "teachers" / name
 
 
@@ -107,9 +108,10 @@ def teacher_meta(cfg: TeacherConfig, task: Task, model: nn.Module) -> dict[str, 
 
 def train_teacher(
     cfg: TeacherConfig, out_dir: str | Path | None = None, task: Task | None = None,
-    log: Any = print,
+    log: Any = print, callbacks: Sequence[EpochCallback] = (),
 ) -> tuple[nn.Module, FitResult]:
-    """Train the teacher ``cfg`` describes into ``out_dir`` (resuming if interrupted)."""
+    """Train the teacher ``cfg`` describes into ``out_dir`` (resuming if interrupted);
+    ``callbacks`` get every epoch's metrics (:mod:`qdistill.tracking`)."""
     validate(cfg)  # ranges first: nothing is written for a config that cannot run
     if out_dir is not None:
         checkpoint.check_writable_dir(out_dir, "teacher run directory")  # before slow work
@@ -122,7 +124,7 @@ def train_teacher(
     model = build_teacher(cfg.arch, task.num_classes, task.image_shape)
     result = fit(model, task.train, task.val, task.test, cfg.train,
                  out_dir=out, run_meta=teacher_meta(cfg, task, model),
-                 desc=f"teacher {cfg.arch}", log=log)
+                 desc=f"teacher {cfg.arch}", log=log, callbacks=callbacks)
     return model, result
 
 
@@ -146,7 +148,8 @@ def load_teacher(
 
 
 def get_teacher(
-    cfg: TeacherConfig, task: Task | None = None, log: Any = print
+    cfg: TeacherConfig, task: Task | None = None, log: Any = print,
+    callbacks: Sequence[EpochCallback] = (),
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The trained teacher for ``cfg``: loaded from the cache, or trained once.
 
@@ -166,5 +169,5 @@ def get_teacher(
                 f"(test acc {meta['metrics']['test_acc']:.4f}; same data, fingerprint "
                 f"{task.fingerprint()[:12]})")
         return model, meta
-    model, _ = train_teacher(cfg, out, task=task, log=log)
+    model, _ = train_teacher(cfg, out, task=task, log=log, callbacks=callbacks)
     return load_teacher(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,29 @@ from .errors import QdistillError
 from .quantum.memory import check_statevector_memory
 from .runs import build_task, get_teacher, load_teacher
 from .students import build_student, parameter_split, resolve_student
+from .students.user import identity as student_identity
 from .teachers import TEACHERS, check_teacher
-from .train import FitResult, cpu_threads, cross_entropy, fit, resolve_device, seed_everything
+from .train import (
+    EpochCallback,
+    FitResult,
+    cpu_threads,
+    cross_entropy,
+    fit,
+    resolve_device,
+    seed_everything,
+)
 
 
-def teacher_config_for(cfg: DistillConfig) -> TeacherConfig:
+def teacher_config_for(cfg: DistillConfig, arch: str | None = None) -> TeacherConfig:
     """The teacher a distillation run asks for: same dataset and classes, trained on the
     whole training split of those classes (the paper's protocol), cached by config and
-    by the content of that data (``data_dir`` only says where to read it)."""
+    by the content of that data (``data_dir`` only says where to read it).
+
+    ``arch``: what is trained, when ``cfg.kd.teacher`` does not say it by name (a
+    ``FILE.py:NAME`` teacher: ``py:NAME@sha256:<file hash>``, so the cache key holds the
+    file's content and not its path)."""
     return TeacherConfig(
-        arch=cfg.kd.teacher,
+        arch=arch or cfg.kd.teacher,
         data=DataConfig(dataset=cfg.data.dataset, classes=cfg.data.classes,
                         data_dir=cfg.data.data_dir),
         train=TrainConfig(epochs=cfg.kd.teacher_epochs, seed=cfg.kd.teacher_seed,
@@ -56,20 +70,50 @@ def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
 
     ``kd.teacher`` is a teacher name (trained, or loaded from the cache when one was
     trained on the same options *and* the same data content: its key holds the teacher
-    task's fingerprint) or the path of a teacher run directory; a teacher trained on
-    other classes is refused.
+    task's fingerprint), the path of a teacher run directory, ``FILE.py:NAME`` (your
+    own module class or factory: loaded from ``kd.teacher_weights`` and frozen, or
+    trained and cached like a built-in teacher) or ``FILE.onnx`` (run by onnxruntime);
+    see :mod:`qdistill.user_teacher`. A teacher trained on other classes is refused.
     """
+    from .user_teacher import (
+        PyTeacher,
+        get_py_teacher,
+        load_onnx_teacher,
+        parse_teacher_spec,
+        py_teacher_with_weights,
+    )
+
     name = cfg.kd.teacher
+    spec = None if name == "none" or name in TEACHERS else parse_teacher_spec(name)
+    if cfg.kd.teacher_weights is not None and (spec is None or spec.kind != "py"):
+        raise QdistillError(f"--teacher-weights is for --teacher FILE.py:NAME (your own "
+                            f"module), not --teacher {name}")
     if name == "none":
         return None, None
     expect = {"dataset": task.dataset, "classes": list(task.classes)}
     if name in TEACHERS:
         teacher, meta = get_teacher(teacher_config_for(cfg), log=log)
+    elif spec is not None and spec.kind == "onnx":
+        teacher = load_onnx_teacher(spec.path, task.image_shape, task.num_classes)
+        # The identity of an ONNX teacher (its cached logits) is the file's SHA-256.
+        meta = user_teacher_meta(teacher, task, arch=teacher.arch,
+                                 weights_sha256=teacher.sha256)
+    elif spec is not None:  # FILE.py:NAME
+        py = PyTeacher(spec.path, spec.name)
+        if cfg.kd.teacher_weights is not None:
+            teacher = py_teacher_with_weights(py, cfg.kd.teacher_weights,
+                                              task.num_classes, task.image_shape)
+            # The same weights under an edited forward() are another teacher.
+            meta = user_teacher_meta(teacher, task, arch=py.arch, identity=py.arch)
+        else:
+            teacher, meta = get_py_teacher(py, teacher_config_for(cfg, arch=py.arch),
+                                           log=log)
     elif Path(name).exists():
         teacher, meta = load_teacher(name)
     else:
         raise QdistillError(f"unknown teacher {name!r}; valid: none, "
-                            f"{', '.join(sorted(TEACHERS))}, or a teacher run directory")
+                            f"{', '.join(sorted(TEACHERS))}, or a teacher run directory "
+                            "(or your own: FILE.py:NAME, FILE.onnx)")
     for key, want in expect.items():
         if meta.get(key) != want:
             raise QdistillError(
@@ -78,15 +122,27 @@ def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
     return teacher, meta
 
 
-def user_teacher_meta(teacher: nn.Module, task: Task) -> dict[str, Any]:
+def user_teacher_meta(teacher: nn.Module, task: Task, arch: str | None = None,
+                      weights_sha256: str | None = None, identity: str = ""
+                      ) -> dict[str, Any]:
     """Metadata for a user's own teacher module (checked against the task first); the
-    weights hash keys its cached logits."""
+    weights hash keys its cached logits.
+
+    ``weights_sha256``: the hash, when the weights are not in the state dict (an ONNX
+    teacher: the file's SHA-256); else the SHA-256 of the state dict's names and bytes,
+    followed by ``identity`` when given (a ``FILE.py:NAME`` teacher: its ``arch``, which
+    holds the file's SHA-256). ``arch``: default ``user:<class name>``.
+    """
     check_teacher(teacher, task.image_shape, task.num_classes)
-    h = hashlib.sha256()
-    for k, v in sorted(teacher.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return {"arch": f"user:{type(teacher).__name__}", "weights_sha256": h.hexdigest(),
+    if weights_sha256 is None:
+        h = hashlib.sha256()
+        for k, v in sorted(teacher.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        if identity:
+            h.update(f"|{identity}".encode())
+        weights_sha256 = h.hexdigest()
+    return {"arch": arch or f"user:{type(teacher).__name__}", "weights_sha256": weights_sha256,
             "dataset": task.dataset, "classes": list(task.classes)}
 
 
@@ -111,9 +167,11 @@ def check_batch_memory(cfg: DistillConfig) -> None:
 
 
 def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any = print,
-                teacher: nn.Module | None = None
+                teacher: nn.Module | None = None, callbacks: Sequence[EpochCallback] = ()
                 ) -> tuple[nn.Module, FitResult, dict[str, Any]]:
     """Train the student ``cfg`` describes; returns (student, result, run metadata).
+
+    ``callbacks``: called with every epoch's metrics (:mod:`qdistill.tracking`).
 
     ``teacher``: your own trained ``nn.Module`` (images (B, C, H, W) in [0, 1] -> logits
     (B, K) over the task's classes, in the task's class order); it replaces
@@ -135,6 +193,9 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     # next (fit reseeds before training, so nothing later depends on that either).
     seed_everything(cfg.train.seed)
     student = build_student(cfg.student, task.num_classes, task.image_shape)
+    # What runs: a student from your file has the qubits its circuit has.
+    cfg = dataclasses.replace(cfg, student=dataclasses.replace(
+        cfg.student, qubits=int(getattr(student.circuit, "n_qubits", cfg.student.qubits))))
     check_batch_memory(cfg)
     if teacher is not None:
         tmeta: dict[str, Any] | None = user_teacher_meta(teacher, task)
@@ -145,9 +206,8 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     if teacher is not None:
         soft = teacher_logits(teacher, tmeta, task.train.images)
         loss_fn = kd
-    if hasattr(student, "fit_preprocessing"):  # e.g. PCA, fitted on the train split only
-        student.fit_preprocessing(task.train.float_images())
-    kd.class_outputs = getattr(student, "class_outputs", None)
+    student.fit_preprocessing(task.train.float_images())  # e.g. PCA, on the train split only
+    kd.class_outputs = student.class_outputs
     split = parameter_split(student)
     meta = {
         "kind": "student", "student": to_dict(cfg.student), "dataset": task.dataset,
@@ -156,6 +216,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
         "task": {k: v for k, v in task.describe().items() if k != "source"},
         "data_fingerprint": task.fingerprint(),  # the content of the data used
         "parameters": split, "qdistill_version": __version__,
+        "student_identity": student_identity(cfg.student.name),
         "teacher": None if tmeta is None else {
             "arch": tmeta["arch"], "weights_sha256": tmeta["weights_sha256"],
             "test_acc": tmeta.get("metrics", {}).get("test_acc"),
@@ -169,7 +230,8 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     with cpu_threads(1 if small_cpu_batches else None):
         result = fit(student, task.train, task.val, task.test, cfg.train, loss_fn=loss_fn,
                      soft_targets=soft, out_dir=out_dir, run_meta=meta,
-                     desc=f"student {cfg.student.name} (teacher {teacher_name})", log=log)
+                     desc=f"student {cfg.student.name} (teacher {teacher_name})", log=log,
+                     callbacks=callbacks)
     return student, result, meta
 
 
@@ -187,6 +249,11 @@ def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if meta.get("kind") != "student":
         raise QdistillError(f"{stem} is not a student checkpoint (kind={meta.get('kind')!r})")
     cfg = resolve_student(from_dict(StudentConfig, meta["student"]), strict=False)
+    recorded = meta.get("student_identity")
+    if recorded is not None and student_identity(cfg.name) != recorded:
+        raise QdistillError(f"{stem}: the student file {cfg.name.rpartition(':')[0]} has "
+                            "changed since this run was trained; restore it (the run "
+                            f"recorded {recorded})")
     model = build_student(cfg, meta["num_classes"], tuple(meta["image_shape"]))
     checkpoint.load_into(model, tensors, str(stem))
     model.eval()

@@ -14,6 +14,9 @@ class logits ``(B, K)``. To use your own::
     from qdistill.teachers import check_teacher
     my_cnn = MyCNN(num_classes=6)
     check_teacher(my_cnn, image_shape=(1, 28, 28), num_classes=6)  # clear error if not
+
+From the command line, ``--teacher FILE.py:NAME [--teacher-weights W.safetensors]`` or
+``--teacher model.onnx`` (see :mod:`qdistill.user_teacher`).
 """
 
 from __future__ import annotations
@@ -129,6 +132,9 @@ def build_teacher(
     name: str, num_classes: int, image_shape: tuple[int, int, int] = (1, 28, 28)
 ) -> nn.Module:
     """Build an untrained teacher by name (``lenet``, ``alexnet``, ``ensemble``, ``mlp``)."""
+    if name.startswith("py:"):  # a FILE.py:NAME teacher's checkpoint (qdistill.user_teacher)
+        raise QdistillError(f"teacher {name} is your own module: it is rebuilt from its "
+                            "file, so use it as --teacher FILE.py:NAME")
     if name not in TEACHERS:
         raise unknown_name("teacher", name, TEACHERS)
     if num_classes < 2:
@@ -143,22 +149,32 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 def check_teacher(model: nn.Module, image_shape: tuple[int, int, int], num_classes: int) -> None:
     """Check that ``model`` maps (B, *image_shape) float images to (B, num_classes)
-    logits; raise a QdistillError saying what it returned otherwise."""
+    logits; raise a QdistillError (one line) saying what it returned otherwise.
+
+    The message names the teacher by its ``teacher_label`` attribute when it has one
+    (``my_teacher.py:SmallCNN``, ``model.onnx``), else by its class name.
+    """
+    name = getattr(model, "teacher_label", None) or type(model).__name__
+    shape = tuple(int(s) for s in image_shape)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros(2, *image_shape, device=device))
-    except Exception as exc:  # the user's module: report what it rejected
+            out = model(torch.zeros(2, *shape, device=device))
+    except QdistillError:
+        raise
+    except Exception as exc:  # the user's module: report what it rejected, on one line
+        detail = " ".join(str(exc).split())
         raise QdistillError(
-            f"teacher {type(model).__name__} failed on input of shape (2, {image_shape}): {exc}"
+            f"teacher {name} failed on input of shape (2, {shape}) (the task's images, "
+            f"C x H x W = {shape}): {type(exc).__name__}: {detail}"
         ) from exc
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise QdistillError(
-            f"teacher {type(model).__name__} must return logits of shape (batch, "
-            f"{num_classes}); got {got}"
+            f"teacher {name} must return logits of shape (batch, {num_classes}) for the "
+            f"task's {num_classes} classes; got {got} for a batch of 2 images {shape}"
         )

@@ -31,7 +31,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ from .errors import CheckpointError, QdistillError
 
 # loss_fn(logits, labels, soft_targets_or_None) -> scalar loss
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+# called with each finished epoch's metrics (see fit)
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, _soft: Any = None) -> torch.Tensor:
@@ -235,6 +237,7 @@ def fit(
     run_meta: dict[str, Any] | None = None,
     desc: str = "train",
     log: Callable[[str], None] | None = print,
+    callbacks: Sequence[EpochCallback] = (),
 ) -> FitResult:
     """Train ``model`` on ``train`` (an ImageSet: uint8 ``images``, int64 ``labels``).
 
@@ -245,9 +248,16 @@ def fit(
     ``cfg.seed`` before training; seed before *building* the model too
     (``seed_everything``) so that its initial weights are reproducible.
 
+    ``callbacks``: functions called at the end of every epoch, after its checkpoint is
+    written, with that epoch's record (``epoch``, ``train_loss``, ``train_acc``,
+    ``val_acc``, ``test_acc``, ``seconds``) plus ``best_epoch`` and ``run`` (the run
+    directory or None): experiment tracking hangs off this (e.g.
+    :class:`qdistill.tracking.TensorBoard`). Epochs restored by a resume are not
+    replayed.
+
     Under ``torchrun`` (see :mod:`qdistill.distributed`) the model is wrapped in
     DistributedDataParallel, ``cfg.batch_size`` is the global batch, and only rank 0
-    logs and writes files.
+    logs, writes files and calls the callbacks.
     """
     device = resolve_device(cfg.device)
     world, rank = distributed.world_size(), distributed.rank()
@@ -369,6 +379,10 @@ def fit(
             if main:
                 _write_epoch(out, model, opt, best_state, history, epoch, best_epoch,
                              best_val, run_id, rng_states)
+        if main:
+            for callback in callbacks:
+                callback(dict(record, best_epoch=best_epoch,
+                              run=str(out) if out is not None else None))
 
     assert best_state is not None
     model.load_state_dict(best_state)

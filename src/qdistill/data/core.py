@@ -16,16 +16,7 @@ import torch
 
 from qdistill.errors import QdistillError
 
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
-
-# Spellings people type; every public entry point maps them to the canonical name.
-ALIASES: dict[str, str] = {
-    "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist",
-    "fmnist": "fashion-mnist",
-    "cifar-10": "cifar10",
-    "cifar_10": "cifar10",
-}
+# The built-in dataset names and their aliases live in the dataset table (registry.py).
 
 ENV_DATA_DIR = "QDISTILL_DATA_DIR"
 ENV_CACHE_DIR = "QDISTILL_CACHE_DIR"
@@ -82,6 +73,9 @@ CLASS_NAMES: dict[str, list[str]] = {
     ],
 }
 
+# What ImageSet (and every loader's arrays) may hold: uint8 0..255 or float32 in [0, 1].
+IMAGE_DTYPES: tuple[torch.dtype, ...] = (torch.uint8, torch.float32)
+
 CHECKSUM_OK = "ok"
 CHECKSUM_MISMATCH = "mismatch: not the official file"
 
@@ -98,15 +92,6 @@ class DataError(QdistillError):
         self.sources_tried = sources_tried or []
 
 
-def canonical_name(name: str) -> str:
-    """Map a user-typed dataset name to one of :data:`DATASETS`, or raise listing them."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-    return key
-
-
 def cache_dir() -> Path:
     """Where decoded datasets and downloads live: $QDISTILL_CACHE_DIR, else
     $XDG_CACHE_HOME/qdistill, else ~/.cache/qdistill. Not created here."""
@@ -121,11 +106,13 @@ def cache_dir() -> Path:
 
 @dataclass
 class ImageSet:
-    """Images kept as uint8 (N, C, H, W) — 4x less memory than float32 (MNIST train: 47 MB
-    instead of 188 MB) — with int64 labels already remapped to 0..K-1.
+    """Images (N, C, H, W) with int64 labels already remapped to 0..K-1.
 
-    ``indices`` are the positions of these images in the raw split they were taken from
-    (train split for train/val, test split for test); None when not applicable.
+    Images are uint8 0..255 — 4x less memory than float32 (MNIST train: 47 MB instead
+    of 188 MB), scaled by 1/255 when used — or float32 already in [0, 1] (a user's own
+    float data, kept as given). ``indices`` are the positions of these images in the raw
+    split they were taken from (train split for train/val, test split for test); None
+    when not applicable.
     """
 
     images: torch.Tensor
@@ -133,11 +120,16 @@ class ImageSet:
     indices: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+        if self.images.dtype not in IMAGE_DTYPES or self.images.dim() != 4:
             raise DataError(
-                f"ImageSet images must be uint8 (N,C,H,W), got {self.images.dtype} "
-                f"{tuple(self.images.shape)}"
+                f"ImageSet images must be uint8 (0..255) or float32 (0..1) (N,C,H,W), got "
+                f"{self.images.dtype} {tuple(self.images.shape)}"
             )
+        if self.images.dtype == torch.float32 and self.images.numel():
+            lo, hi = torch.aminmax(self.images)
+            if not (float(lo) >= 0.0 and float(hi) <= 1.0):  # NaN fails both
+                raise DataError(f"ImageSet float32 images must be in [0, 1] (no NaN), got "
+                                f"{float(lo):g}..{float(hi):g}")
         if self.labels.dtype != torch.int64 or self.labels.dim() != 1:
             raise DataError(f"ImageSet labels must be int64 (N,), got {self.labels.dtype}")
         if self.labels.shape[0] != self.images.shape[0]:
@@ -149,8 +141,11 @@ class ImageSet:
         return int(self.labels.shape[0])
 
     def float_images(self) -> torch.Tensor:
-        """Pixels as float32 in [0, 1] (x / 255), i.e. the paper's ``ToTensor()``."""
-        return self.images.float().div_(255.0)
+        """Pixels as a new float32 tensor in [0, 1]: uint8 x / 255 (the paper's
+        ``ToTensor()``), float32 images copied as they are."""
+        if self.images.dtype == torch.uint8:
+            return self.images.float().div_(255.0)
+        return self.images.clone()
 
     def to(self, device: torch.device | str) -> ImageSet:
         """A copy on ``device`` (indices stay on the CPU: they are bookkeeping)."""
@@ -181,8 +176,9 @@ class RawDataset:
 class LoadedArrays:
     """Internal: a dataset as numpy arrays (read-only, shared by the in-memory cache).
 
-    ``arrays`` keys: train_images (N,C,H,W) uint8, train_labels (N,) int64, test_images,
-    test_labels. The public :class:`RawDataset` is built from this by copying.
+    ``arrays`` keys: train_images (N,C,H,W) uint8 (or float32 in [0, 1]), train_labels
+    (N,) int64 in 0..K-1 (K = len(class_names)), test_images, test_labels. The public
+    :class:`RawDataset` is built from this by copying.
     """
 
     name: str

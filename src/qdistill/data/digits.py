@@ -9,12 +9,25 @@ keep the original order (1,347 train / 450 test images).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from .core import CLASS_NAMES, LoadedArrays
+from .core import CLASS_NAMES, DataError, LoadedArrays
 
 TEST_FRACTION = 0.25
 SPLIT_SEED = 0
+
+
+def load_digits(directory: Path | None, origin: str, allow_download: bool) -> LoadedArrays:
+    """The registry's loader: digits reads no files, so a ``data_dir`` argument is an
+    error (``$QDISTILL_DATA_DIR`` is ignored: it is meant for the other datasets)."""
+    del allow_download
+    if directory is not None and origin == "data_dir argument":
+        raise DataError(f"digits is bundled with scikit-learn and reads no files, but a data "
+                        f"directory was given ({directory}); drop --data-dir, or name the "
+                        "dataset your files are (mnist, fashion-mnist, cifar10)")
+    return load_digits_arrays()
 
 
 def load_digits_arrays() -> LoadedArrays:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .core import DataError, ImageSet
-from .raw import load_arrays
+from .raw import Dataset, load_arrays
 
 
 @dataclass
@@ -55,8 +55,9 @@ class Task:
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        """sha256 (hex) of the data this task holds: the uint8 pixels, shapes and
-        (remapped) labels of its train, val and test splits, in order.
+        """sha256 (hex) of the data this task holds: the pixels (uint8, or float32 for
+        float data; the dtype is hashed too), shapes and (remapped) labels of its train,
+        val and test splits, in order.
 
         It is the identity of the data a run actually used, whatever the dataset was
         called or where its files lay: the same images and labels from two directories
@@ -160,7 +161,7 @@ def default_val_per_class(train_per_class: int, val_fraction: float) -> int:
 
 
 def make_task(
-    name: str,
+    name: Dataset,
     classes: str | Sequence[int] | None = None,
     *,
     train_per_class: int | None = None,
@@ -171,7 +172,13 @@ def make_task(
     data_dir: str | Path | None = None,
     download: bool | None = None,
 ) -> Task:
-    """Build a :class:`Task` (see the module docstring for the split rules)."""
+    """Build a :class:`Task` (see the module docstring for the split rules).
+
+    ``name``: a built-in name (``mnist``, ...), a ``.npz`` file or an image folder (a
+    path; ``Task.dataset`` is the path as written), or a RawDataset from
+    ``from_arrays`` / ``from_dataset`` / ``load_raw`` (``Task.dataset`` is its name);
+    see ``qdistill.data.registry`` for how a string is resolved.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if val_fraction == 0 and val_per_class not in (None, 0):

@@ -9,17 +9,12 @@
 :class:`NoiseModel` and the device presets live in :mod:`.noise_model` (re-exported
 here). The circuit is the layer's own gate list, ``layer.gates(x)`` (= ``layer.ops(x[i])`` for
 every sample, encoding gates included), so noise hits the same gates an export runs.
-After every gate on wires ``W``, in this order:
-
-1. Depolarizing, on ``W`` together. One wire (``depolarizing = p``):
-   ``rho -> (1 - p) rho + p/3 (X rho X + Y rho Y + Z rho Z)``, PennyLane's
-   ``DepolarizingChannel(p)``. Two wires (``depolarizing2 = p``): ``(1 - p) rho + p/15``
-   times the sum over the 15 non-identity two-qubit Paulis. ``p`` is the probability of
-   a Pauli error; written as ``(1 - lam) rho + lam I/d`` the same channel has
-   ``lam = p d^2 / (d^2 - 1)`` (Qiskit's ``depolarizing_error`` parameter), and its
-   average gate infidelity is ``r = p d / (d + 1)``: ``p = 3r/2`` (1 qubit), ``5r/4`` (2).
-2. Amplitude damping ``gamma = damping`` on each wire of ``W``: Kraus
-   ``diag(1, sqrt(1 - gamma))`` and ``sqrt(gamma) |0><1|`` (``qml.AmplitudeDamping``).
+After every gate on wires ``W``, the channels of :data:`.channels.CHANNELS` with a
+non-zero rate act, in the table's order: ``depolarizing`` (``qml.DepolarizingChannel``)
+after 1-qubit gates, ``depolarizing2`` (the 15 two-qubit Paulis) after 2-qubit gates on
+``W`` together, then amplitude ``damping`` on each wire of ``W``. Each channel's file
+has its formula, Kraus matrices and PennyLane / Qiskit equivalent; the simulators here
+use nothing but the Kraus matrices, so a new channel is one file plus one table entry.
 
 Readout (``readout = r``): every measured bit flips with probability ``r``, applied to the
 probabilities of the measured wires before any shot sampling (``qml.BitFlip(r)`` just
@@ -31,13 +26,17 @@ Methods (both differentiable by autograd in the trained angles and the features)
   plus its noise is one superoperator ``sum_K kron(K, conj K)`` (``4 x 4`` or ``16 x 16``)
   applied to the ket and bra bits of its wires; runs of 1-qubit gates on a wire are
   composed first. Refused above 10 qubits (``4**n`` entries: 8 MiB per sample).
-- ``trajectories``: ``T`` statevectors per sample, all ``B*T`` at once. Depolarizing
-  applies a random Pauli; damping is a quantum jump with probability
-  ``q = gamma P(wire = 1)``, applied as ``K_k / sqrt(q_k)`` with ``q`` constant for
-  autograd: states stay normalised, ``E[|psi><psi|] = rho``, and the expected gradient
-  is the exact one (importance weights; no score-function term), though noisier with
-  damping. A probability from ``T`` trajectories has standard error
-  ``<= sqrt(p (1 - p) / T)``. Same seed, same trajectories.
+- ``trajectories``: ``T`` statevectors per sample, all ``B*T`` at once. Every channel
+  is a quantum jump: Kraus matrix ``K_k`` with probability ``q_k = ||K_k psi||^2`` (from
+  the reduced density matrix of its wires), applied as ``K_k / sqrt(q_k)`` with ``q``
+  constant for autograd: states stay normalised, ``E[|psi><psi|] = rho``, and the
+  expected gradient is the exact one (importance weights; no score-function term),
+  though noisier with damping. When every ``K_k^+ K_k`` is a multiple of ``I``
+  (depolarizing: a random Pauli) the ``q_k`` are constants and nothing is read from the
+  state. A probability from ``T`` trajectories has standard error
+  ``<= sqrt(p (1 - p) / T)``. Same seed, same trajectories (one uniform draw per channel
+  and wire group; the jump is the ``K_1, ..., K_{m-1}, K_0`` interval it falls in, which
+  reproduces the draws of the earlier per-channel code up to float rounding).
 
 Cost (one loaded CPU core, an 8-qubit amplitude-encoded paper-v2 student, 565 gates):
 about 0.5 s per image by density matrix, 0.2 s by 32 trajectories; exact: 0.5 ms.
@@ -52,12 +51,13 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from .channels.jumps import Jump, jump, prepare_jump
 from .gates import apply_gate, gate_matrix
 from .layer import Gate
 from .measure import Measurement, SeededSampling, marginal_probabilities
 from .memory import GIB, available_memory_bytes
 from .noise_model import DEVICES, PRESETS, DeviceFigures, NoiseModel
-from .state import apply_matrix, zero_state
+from .state import zero_state
 
 __all__ = [
     "DEVICES",
@@ -96,22 +96,20 @@ def superoperator(kraus: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def _channel(k: int, noise: NoiseModel, dtype: torch.dtype, device: torch.device
              ) -> torch.Tensor | None:
-    """The superoperator of the noise after a k-wire gate: damping o depolarizing."""
-    d = 2**k
-    p = noise.depolarizing if k == 1 else noise.depolarizing2
+    """The superoperator of the noise after a k-wire gate: the active channels composed in
+    table order (``damping o depolarizing``); a per-wire channel on 2 wires is the
+    Kronecker product of its Kraus sets."""
     out = None
-    if p:  # (1 - lam) rho + lam I/d Tr(rho)
-        lam = p * d * d / (d * d - 1)
-        vec_i = torch.eye(d, dtype=dtype, device=device).reshape(-1)
-        out = (1 - lam) * torch.eye(d * d, dtype=dtype, device=device) \
-            + (lam / d) * torch.outer(vec_i, vec_i)
-    if noise.damping:
-        g = noise.damping
-        one = [torch.tensor([[1, 0], [0, math.sqrt(1 - g)]], dtype=dtype, device=device),
-               torch.tensor([[0, math.sqrt(g)], [0, 0]], dtype=dtype, device=device)]
-        kraus = one if k == 1 else [_kron(a, b) for a in one for b in one]
-        damp = superoperator(kraus)
-        out = damp if out is None else damp @ out
+    for chan, rate in noise.channels():
+        groups = chan.targets(range(k))
+        if not groups:
+            continue
+        one = chan.kraus(rate, dtype, device)
+        kraus = one
+        for _ in groups[1:]:
+            kraus = [_kron(a, b) for a in kraus for b in one]
+        s = superoperator(kraus)
+        out = s if out is None else s @ out
     return out
 
 
@@ -213,41 +211,12 @@ def _check_density(n: int, batch: int, dtype: torch.dtype, device: torch.device 
 
 # ------------------------------------------------------------------- trajectories ---
 
-_PAULI = [[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]]
-
-
-def _paulis(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """All ``4**k`` Pauli words on ``k`` wires ``(4**k, 2**k, 2**k)``, identity first."""
-    p = torch.tensor(_PAULI, dtype=dtype, device=device)
-    if k == 1:
-        return p
-    return (p[:, None, :, None, :, None] * p[None, :, None, :, None, :]).reshape(16, 4, 4)
-
-
-def _noise_psi(psi: torch.Tensor, wires: Sequence[int], noise: NoiseModel,
+def _noise_psi(psi: torch.Tensor, wires: Sequence[int], jumps: Sequence[Jump],
                gen: torch.Generator) -> torch.Tensor:
-    m, dev = psi.shape[0], psi.device
-    p = noise.depolarizing if len(wires) == 1 else noise.depolarizing2
-    if p:
-        n_err = 4 ** len(wires) - 1
-        u = torch.rand(m, generator=gen, device=dev, dtype=torch.float64)
-        idx = torch.where(u < p, 1 + (u / p * n_err).long().clamp(max=n_err - 1), 0)
-        # With no error drawn the gather is skipped on the CPU; on a GPU that test would
-        # be a host sync per gate, so the identity (index 0) is applied instead.
-        if psi.device.type != "cpu" or bool(idx.any()):
-            psi = apply_matrix(psi, _paulis(len(wires), psi.dtype, dev)[idx], list(wires))
-    gamma = noise.damping
-    for w in wires if gamma else ():
-        u = torch.rand(m, generator=gen, device=dev, dtype=torch.float64)
-        p1 = psi.detach().narrow(1 + w, 1, 1).abs().square().reshape(m, -1).sum(1).double()
-        q1 = (gamma * p1).clamp(0, 1)
-        jump = (u < q1)[:, None, None]
-        k0 = torch.zeros(m, 2, 2, dtype=torch.float64, device=dev)
-        k0[:, 0, 0] = 1 / (1 - q1).clamp_min(1e-30).sqrt()
-        k0[:, 1, 1] = math.sqrt(1 - gamma) * k0[:, 0, 0]
-        k1 = torch.zeros_like(k0)
-        k1[:, 0, 1] = math.sqrt(gamma) / q1.clamp_min(1e-30).sqrt()
-        psi = apply_matrix(psi, torch.where(jump, k1, k0).to(psi.dtype), [w])
+    """The noise after a gate on ``wires``: every channel's jumps, in table order."""
+    for jp in jumps:
+        for group in jp.chan.targets(wires):
+            psi = jump(psi, group, jp, gen)
     return psi
 
 
@@ -259,12 +228,12 @@ def trajectory_probabilities(gates: Sequence[Gate], n_qubits: int, batch: int,
     ``trajectories`` Monte-Carlo trajectories per sample (gate noise only)."""
     t = int(trajectories)
     psi = zero_state(n_qubits, batch * t, dtype=dtype, device=device)
+    jumps = [prepare_jump(c, r, psi.dtype, psi.device) for c, r in noise.channels()]
     for gate in gates:
         params = tuple(p.repeat_interleave(t) if isinstance(p, torch.Tensor) and p.dim() == 1
                        else p for p in gate.params)
         psi = apply_gate(psi, gate.name, gate.wires, params)
-        if not noise.noiseless:
-            psi = _noise_psi(psi, gate.wires, noise, generator)
+        psi = _noise_psi(psi, gate.wires, jumps, generator)
     probs = psi.real.square() + psi.imag.square()
     return probs.reshape(batch, t, -1).mean(1)
 
@@ -346,10 +315,12 @@ class NoisySimulator(SeededSampling):
         return measurement.from_probabilities(p)
 
 
-def _circuits(model: nn.Module) -> list[nn.Module]:
+def _circuits(model: nn.Module, required: bool = True) -> list[nn.Module]:
+    """The circuits of ``model`` a noise model can be attached to (a ``noise`` attribute
+    and a ``gates`` list); none is an error when ``required``."""
     found = [m for m in model.modules() if hasattr(m, "noise") and callable(getattr(m, "gates",
                                                                                      None))]
-    if not found:
+    if not found and required:
         raise ValueError(f"{type(model).__name__} has no circuit that can run under noise "
                          "(a QuantumLayer or the paper-v1 circuit)")
     return found
@@ -364,7 +335,7 @@ def set_noise(model: nn.Module, noise: NoiseModel | str | NoisySimulator | None,
     """
     sim = noise if noise is None or isinstance(noise, NoisySimulator) else NoisySimulator(
         noise, method, trajectories, seed)
-    found = _circuits(model)
+    found = _circuits(model, required=sim is not None)  # exact: nothing to switch off
     for m in found:
         m.noise = sim
     return len(found)
@@ -388,8 +359,11 @@ def noisy(model: nn.Module, noise: NoiseModel | str | None = None, shots: int | 
           ) -> Iterator[nn.Module]:
     """Within the block, ``model`` runs under ``noise`` with ``shots`` (``None``: exact),
     trajectories and shot noise seeded by ``seed``; afterwards everything is restored."""
-    circuits = _circuits(model)
+    circuits = _circuits(model, required=noise is not None)
     meas = [m for m in model.modules() if isinstance(m, Measurement)]
+    if shots is not None and not meas:
+        raise ValueError(f"{type(model).__name__} has no qdistill measurement to sample "
+                         "shots from (build its circuit from qdistill.quantum)")
     saved_noise = [m.noise for m in circuits]
     saved_meas = [(m.shots, m.seed, dict(m._generators)) for m in meas]
     try:

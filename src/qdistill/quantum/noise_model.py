@@ -1,5 +1,6 @@
-"""What the noise is: :class:`NoiseModel` (the channels' rates, parsed from
-``key=value`` strings) and the device-class presets with their sources.
+"""What the noise is: :class:`NoiseModel` (the rates of the channels in
+:data:`.channels.CHANNELS` plus the readout error, parsed from ``key=value`` strings) and
+the device-class presets with their sources.
 
 How it is simulated (density matrices, trajectories) is in :mod:`.noise`, which
 re-exports everything here.
@@ -9,36 +10,110 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from .channels import CHANNELS, Channel
 
 __all__ = ["DEVICES", "PRESETS", "DeviceFigures", "NoiseModel"]
 
-_KEYS = ("depolarizing", "depolarizing2", "damping", "readout")
+READOUT = "readout"
+# Positional arguments keep the original dataclass field order (compatibility); channels
+# added to CHANNELS since are keyword-only.
+_POSITIONAL = ("depolarizing", "depolarizing2", "damping", READOUT)
 
 
-@dataclass(frozen=True)
+def _keys() -> tuple[str, ...]:
+    """Every spec key: the channels in table order, then ``readout``."""
+    return (*CHANNELS, READOUT)
+
+
 class NoiseModel:
-    """Probabilities of the channels described in the module docstring (all in [0, 1])."""
+    """Rates (probabilities in [0, 1]) of the channels in :data:`.channels.CHANNELS`
+    (``depolarizing``, ``depolarizing2``, ``damping``, ...; each channel's docstring has
+    its formula), plus ``readout``: the bit-flip probability of every measured bit.
 
-    depolarizing: float = 0.0  # Pauli error probability after every 1-qubit gate
-    depolarizing2: float = 0.0  # after every 2-qubit gate, on both wires (15 Paulis)
-    damping: float = 0.0  # amplitude damping gamma after every gate, per wire
-    readout: float = 0.0  # bit-flip probability of every measured bit
+    Readout is not a channel: it acts on the measured wires' probabilities, not on the
+    state after a gate (see :func:`.noise.readout_flip`).
 
-    def __post_init__(self) -> None:
-        for key in _KEYS:
-            v = getattr(self, key)
+    ``NoiseModel(depolarizing=0.01, readout=0.02)``; every rate is an attribute
+    (``noise.damping``; 0 when unset) and in :attr:`rates`. Immutable, hashable, equal
+    when the rates are.
+    """
+
+    def __init__(self, *args: float, **rates: float) -> None:
+        if len(args) > len(_POSITIONAL):
+            raise TypeError(f"NoiseModel takes at most {len(_POSITIONAL)} positional rates "
+                            f"({', '.join(_POSITIONAL)}); pass the others by keyword")
+        for key, v in zip(_POSITIONAL, args, strict=False):
+            if key in rates:
+                raise TypeError(f"NoiseModel got {key!r} twice")
+            rates[key] = v
+        unknown = set(rates) - set(_keys())
+        if unknown:
+            raise TypeError(f"NoiseModel got unknown rates {', '.join(sorted(unknown))}; "
+                            f"valid: {', '.join(_keys())}")
+        for key, v in rates.items():
             if not isinstance(v, int | float) or not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"noise {key}={v!r}: a probability must be in [0, 1]")
-            object.__setattr__(self, key, float(v))
+        # Only the non-zero rates are stored: a model made before a channel was
+        # registered equals one made after.
+        nonzero = {k: float(rates[k]) for k in CHANNELS if rates.get(k)}
+        object.__setattr__(self, "_rates", nonzero)
+        object.__setattr__(self, READOUT, float(rates.get(READOUT, 0.0)))
+
+    readout: float
+
+    def __getattr__(self, name: str) -> float:
+        rates = self.__dict__.get("_rates")  # absent while copy/pickle rebuilds it
+        if rates is not None and name in CHANNELS:
+            return rates.get(name, 0.0)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    @property
+    def rates(self) -> Mapping[str, float]:
+        """Every channel's rate, in table order (0 for the ones not set)."""
+        return {k: self._rates.get(k, 0.0) for k in CHANNELS}
+
+    def channels(self) -> list[tuple[Channel, float]]:
+        """The channels with a non-zero rate, in the order they act after a gate."""
+        return [(c, self._rates[k]) for k, c in CHANNELS.items() if k in self._rates]
+
+    def as_dict(self) -> dict[str, float]:
+        """``{key: rate}`` for every key (channels, then ``readout``)."""
+        return {**self.rates, READOUT: self.readout}
+
+    def replace(self, **changes: float) -> NoiseModel:
+        return NoiseModel(**{**self.as_dict(), **changes})
+
+    def _key(self) -> tuple:
+        return tuple(sorted(self._rates.items())), self.readout
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NoiseModel):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"NoiseModel({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
 
     @property
     def noiseless(self) -> bool:
-        return not any(getattr(self, k) for k in _KEYS)
+        return not self._rates and not self.readout
 
     def spec(self) -> str:
         """``key=value,...`` of the non-zero rates (``none`` when noiseless); parses back."""
-        parts = [f"{k}={getattr(self, k):g}" for k in _KEYS if getattr(self, k)]
+        parts = [f"{k}={v:g}" for k, v in self.as_dict().items() if v]
         return ",".join(parts) or "none"
 
     @classmethod
@@ -51,25 +126,27 @@ class NoiseModel:
     @classmethod
     def parse(cls, spec: str | NoiseModel | None) -> NoiseModel:
         """``depolarizing=0.01,depolarizing2=0.02,damping=0.001,readout=0.02`` (any
-        subset; the rest 0), ``preset:NAME`` optionally followed by overrides
-        (``preset:ibm-heron,readout=0``), or ``none``."""
+        subset of the keys in :data:`.channels.CHANNELS` and ``readout``; the rest 0),
+        ``preset:NAME`` optionally followed by overrides (``preset:ibm-heron,readout=0``),
+        or ``none``."""
         if isinstance(spec, NoiseModel):
             return spec
         text = (spec or "").strip()
         if text.lower() in ("", "none"):
             return cls()
         values: dict[str, float] = {}
+        keys = _keys()
         for i, item in enumerate(t.strip() for t in text.split(",")):
             if item.startswith("preset:"):
                 if i:
                     raise ValueError(f"noise {spec!r}: preset:NAME must come first")
-                values = dataclasses.asdict(cls.preset(item[len("preset:"):].strip()))
+                values = cls.preset(item[len("preset:"):].strip()).as_dict()
                 continue
             key, sep, raw = item.partition("=")
             key = key.strip().lower()
-            if not sep or key not in _KEYS:
+            if not sep or key not in keys:
                 raise ValueError(
-                    f"noise {spec!r}: unknown item {item!r}; valid keys: {', '.join(_KEYS)} "
+                    f"noise {spec!r}: unknown item {item!r}; valid keys: {', '.join(keys)} "
                     f"(as key=value), or preset:NAME with NAME in {', '.join(PRESETS)}")
             try:
                 values[key] = float(raw)
@@ -97,7 +174,9 @@ class DeviceFigures:
         """``p = 3r/2`` (1q), ``5r/4`` (2q); damping ``1 - exp(-t_1q / T1)`` per gate (most
         gates here are 1-qubit; the decay during 2-qubit gates is part of their r)."""
         damping = 0.0 if self.t1_s is None else 1 - math.exp(-self.gate_1q_s / self.t1_s)
-        return NoiseModel(1.5 * self.error_1q, 1.25 * self.error_2q, damping, self.readout)
+        return NoiseModel(depolarizing=1.5 * self.error_1q,
+                          depolarizing2=1.25 * self.error_2q, damping=damping,
+                          readout=self.readout)
 
 
 # Provenance (checked 2026-11-25):
