@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from qdistill.config import DistillConfig, from_dict
-from qdistill.distill import KDLoss, teacher_logits
+from qdistill.losses import KDLoss
 from qdistill.runs import build_task
+from qdistill.soft_targets import teacher_logits
 from qdistill.student_runs import resolve_teacher
 from qdistill.students import build_student
 from qdistill.train import _epoch_order, as_float, cross_entropy, seed_everything

@@ -11,7 +11,7 @@ import torch
 
 from qdistill.config import StudentConfig, TrainConfig
 from qdistill.data import make_task
-from qdistill.distill import KDLoss
+from qdistill.losses import KDLoss
 from qdistill.students import build_student
 from qdistill.teachers import build_teacher
 from qdistill.train import as_float, fit, seed_everything

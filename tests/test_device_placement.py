@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from qdistill.config import StudentConfig
-from qdistill.distill import KDLoss
 from qdistill.errors import QdistillError
+from qdistill.losses import KDLoss
 from qdistill.quantum.encodings import AmplitudeEncoding
 from qdistill.quantum.measure import SeededSampling
 from qdistill.quantum.noise import set_noise

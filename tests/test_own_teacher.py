@@ -22,8 +22,8 @@ from torch import nn
 
 from qdistill.cli import main
 from qdistill.data import cache_dir
-from qdistill.distill import _logits_key
 from qdistill.runs import task_of_run
+from qdistill.soft_targets import _logits_key
 from qdistill.train import as_float
 from qdistill.user_teacher import PyTeacher, load_onnx_teacher
 

@@ -4,7 +4,7 @@
         --dataset fashion-mnist --classes 0-5 --seed 0
 
 The teacher is trained once and cached (``runs.get_teacher``), its logits on the
-student's training images are computed once and cached (``distill.teacher_logits``),
+student's training images are computed once and cached (``soft_targets.teacher_logits``),
 and ``--teacher none`` trains the very same student with plain cross-entropy: the
 baseline differs from the distilled run in the loss alone.
 """
@@ -29,10 +29,11 @@ from .config import (
     validate,
 )
 from .data import Task
-from .distill import KDLoss, teacher_logits
 from .errors import QdistillError
+from .losses import KDLoss
 from .quantum.memory import check_statevector_memory
 from .runs import build_task, get_teacher, load_teacher
+from .soft_targets import teacher_logits
 from .students import build_student, parameter_split, resolve_student
 from .students.user import identity as student_identity
 from .teachers import TEACHERS, check_teacher

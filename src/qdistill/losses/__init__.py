@@ -23,7 +23,7 @@ LOSSES: dict[str, type[DistillationLoss]] = {
     "paper": PaperKD,  # CE + alpha T^2 KL (the paper's notebooks)
 }
 
-__all__ = ["LOSSES", "DistillationLoss", "HintonKD", "PaperKD", "build_loss"]
+__all__ = ["LOSSES", "DistillationLoss", "HintonKD", "KDLoss", "PaperKD", "build_loss"]
 
 
 def build_loss(name: str, temperature: float = 3.0, alpha: float = 0.9,
@@ -32,3 +32,11 @@ def build_loss(name: str, temperature: float = 3.0, alpha: float = 0.9,
     if name not in LOSSES:
         raise unknown_name("KD loss", name, LOSSES)
     return LOSSES[name](temperature, alpha, class_outputs)
+
+
+def KDLoss(temperature: float = 3.0, alpha: float = 0.9, variant: str = "hinton",
+           class_outputs: list[int] | None = None) -> DistillationLoss:
+    """The distillation loss ``variant`` (a name in :data:`qdistill.losses.LOSSES`:
+    ``hinton`` = (1 - alpha) CE + alpha T^2 KL, ``paper`` = CE + alpha T^2 KL); see
+    :mod:`qdistill.losses` for the formulas and how to add one."""
+    return build_loss(variant, temperature, alpha, class_outputs)

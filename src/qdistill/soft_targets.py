@@ -1,8 +1,9 @@
-"""Knowledge distillation: the loss, and the frozen teacher's cached soft targets.
+"""The frozen teacher's soft targets: its logits on the student's training images,
+computed once and cached by content (the teacher's weights hash and the images' bytes).
 
-    loss_fn = KDLoss(temperature=3.0, alpha=0.9)          # Hinton et al. 2015 (qdistill.losses)
-    soft = teacher_logits(teacher, teacher_meta, task.train)  # computed once, cached
-    fit(student, task.train, task.val, task.test, cfg, loss_fn=loss_fn, soft_targets=soft)
+    soft = teacher_logits(teacher, teacher_meta, task.train.images)
+    fit(student, task.train, task.val, task.test, cfg, loss_fn=KDLoss(3.0, 0.9),
+        soft_targets=soft)                                  # KDLoss: qdistill.losses
 """
 
 from __future__ import annotations
@@ -16,16 +17,7 @@ from torch import nn
 
 from . import checkpoint, distributed
 from .data import cache_dir
-from .losses import DistillationLoss, build_loss
 from .train import predict_logits
-
-
-def KDLoss(temperature: float = 3.0, alpha: float = 0.9, variant: str = "hinton",
-           class_outputs: list[int] | None = None) -> DistillationLoss:
-    """The distillation loss ``variant`` (a name in :data:`qdistill.losses.LOSSES`:
-    ``hinton`` = (1 - alpha) CE + alpha T^2 KL, ``paper`` = CE + alpha T^2 KL); see
-    :mod:`qdistill.losses` for the formulas and how to add one."""
-    return build_loss(variant, temperature, alpha, class_outputs)
 
 
 def _logits_key(teacher_meta: dict[str, Any], images: torch.Tensor, preprocess: str) -> str:
