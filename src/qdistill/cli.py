@@ -114,6 +114,10 @@ def _collect_overrides(args: argparse.Namespace) -> list[str]:
                 out.append(f"{key}={yaml.safe_dump(value).splitlines()[0]}")  # as a float
             else:
                 out.append(f"{key}={json.dumps(value)}")
+    for item in getattr(args, "loss_opt", None) or []:
+        if "=" not in item or not item.split("=", 1)[0].strip().isidentifier():
+            raise QdistillError(f"--loss-opt {item!r}: give KEY=VALUE, e.g. beta=8")
+        out.append(f"kd.options.{item.strip()}")
     return out + list(args.set)
 
 
@@ -163,7 +167,12 @@ def _student_options(p: argparse.ArgumentParser) -> None:
     _num_option(k, "--alpha", "kd.alpha", float, "weight of the KL term (paper: 0.9)")
     k.add_argument("--loss", "--kd-variant", dest="kd.variant",
                    help="the distillation loss, a name in qdistill.losses.LOSSES: hinton "
-                        "((1-a) CE + a T^2 KL, default) | paper (CE + a T^2 KL)")
+                        "((1-a) CE + a T^2 KL, default) | paper (CE + a T^2 KL) | dkd "
+                        "(decoupled KD) | lskd (z-scored logits) | learned-scale (a trained "
+                        "student logit scale) | pseudo (CE on the teacher's argmax)")
+    k.add_argument("--loss-opt", dest="loss_opt", action="append", metavar="KEY=VALUE",
+                   help="an option of the loss, repeatable, e.g. --loss dkd --loss-opt "
+                        "beta=8 (kd.options in YAML)")
     _num_option(k, "--teacher-epochs", "kd.teacher_epochs", int,
                 "epochs of a teacher trained on demand (paper: 10)")
 

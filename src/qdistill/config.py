@@ -143,6 +143,8 @@ class KDConfig:
     # paper: 10; the committed grid may use fewer (README says)
     teacher_epochs: int = num(10, 1, MAX_EPOCHS)
     teacher_seed: int = num(0, *SEEDS)  # one teacher serves every student seed, as in the paper
+    # options of the loss (--loss-opt key=value), e.g. {"beta": 8.0} for dkd
+    options: dict[str, float] = field(default_factory=dict)
 
 
 def _student_data() -> DataConfig:
@@ -182,6 +184,11 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
                 pass
         raise ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}",
                           key=key)
+    if origin is dict:  # dict[str, float]: every key a string, every value a number
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}", key=key)
+        _, vt = typing.get_args(tp)
+        return {str(k): _check_type(v, vt, f"{key}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):

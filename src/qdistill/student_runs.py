@@ -186,7 +186,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     # (the student's own defaults filled in): what runs.
     validate(cfg)
     cfg = dataclasses.replace(cfg, student=resolve_student(cfg.student))
-    kd = KDLoss(cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant)
+    kd = KDLoss(cfg.kd.temperature, cfg.kd.alpha, cfg.kd.variant, options=cfg.kd.options)
     if out_dir is not None:
         checkpoint.check_writable_dir(out_dir, "student run directory")
     task = build_task(cfg.data, cfg.train.seed)

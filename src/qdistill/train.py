@@ -272,7 +272,17 @@ def fit(
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = make_adam(model, cfg)
+    # A loss with parameters (e.g. a learned logit scale) trains with the model: Adam
+    # takes both (the model's first, so its optimiser state keeps its indices) and the
+    # checkpoints keep the loss's state under "loss.".
+    loss_module = loss_fn if isinstance(loss_fn, nn.Module) and any(
+        True for _ in loss_fn.parameters()) else None
+    if loss_module is not None:
+        if world > 1:  # its gradients would not be averaged across processes
+            raise QdistillError("a loss with parameters (e.g. learned-scale) does not run "
+                                "under torchrun; train it in one process")
+        loss_module.to(device)
+    opt = make_adam(model if loss_module is None else nn.ModuleList([model, loss_module]), cfg)
     run_meta = dict(run_meta or {}, train=to_dict(cfg))
     if world > 1:  # a DDP run resumes only with the same number of processes
         run_meta["world_size"] = world
@@ -303,6 +313,8 @@ def fit(
                     "directory or delete it"
                 )
             checkpoint.load_into(model, _strip("model.", tensors), str(last))
+            if loss_module is not None:
+                loss_module.load_state_dict(_strip("loss.", tensors))
             opt.load_state_dict(_unflatten_optimizer(tensors, meta["optim"]))
             torch.set_rng_state(tensors["rng.torch" + (f".{rank}" if rank else "")])
             best_state = _strip("best.", tensors)
@@ -378,7 +390,9 @@ def fit(
             rng_states = distributed.gather_rng_states()  # collective: every rank calls it
             if main:
                 _write_epoch(out, model, opt, best_state, history, epoch, best_epoch,
-                             best_val, run_id, rng_states)
+                             best_val, run_id, rng_states,
+                             extra=_prefixed("loss.", loss_module.state_dict())
+                             if loss_module is not None else None)
         if main:
             for callback in callbacks:
                 callback(dict(record, best_epoch=best_epoch,
@@ -409,9 +423,11 @@ def fit(
 def _write_epoch(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
                  best_state: dict[str, torch.Tensor] | None, history: list[dict[str, float]],
                  epoch: int, best_epoch: int, best_val: float, run_id: Any,
-                 rng_states: list[torch.Tensor]) -> None:
+                 rng_states: list[torch.Tensor],
+                 extra: dict[str, torch.Tensor] | None = None) -> None:
     opt_tensors, opt_meta = _flatten_optimizer(opt)
     tensors = {
+        **(extra or {}),
         **_prefixed("model.", model.state_dict()),
         **_prefixed("best.", best_state or {}),
         **opt_tensors,
