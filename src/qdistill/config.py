@@ -79,6 +79,10 @@ class DataConfig:
     val_fraction: float = field(default=0.1, metadata={"range": Range(0.0, 0.9)})
     val_per_class: int | None = num(None, 0)  # with train_per_class: validation per class
     data_dir: str | None = None  # a directory of IDX files (or CIFAR-10 batches)
+    # students: a transfer set the teacher labels softly, the labels hidden from the
+    # student: "unlabelled" (every training image left after the labelled and validation
+    # ones) or "unlabelled:N" (N per class); None = none
+    transfer: str | None = None
 
 
 @dataclass

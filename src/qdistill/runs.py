@@ -22,7 +22,7 @@ from torch import nn
 from . import __version__, checkpoint
 from .config import DataConfig, TeacherConfig, to_dict, validate
 from .data import Task, cache_dir, dataset_label, make_task
-from .errors import CheckpointError, QdistillError
+from .errors import CheckpointError, ConfigError, QdistillError
 from .teachers import build_teacher, count_parameters
 from .train import EpochCallback, FitResult, fit, seed_everything
 
@@ -37,7 +37,19 @@ def build_task(data: DataConfig, seed: int = 0) -> Task:
         data.dataset, data.classes, train_per_class=data.train_per_class,
         test_per_class=data.test_per_class, val_fraction=data.val_fraction,
         val_per_class=data.val_per_class, seed=seed, data_dir=data.data_dir,
+        transfer_per_class=transfer_per_class(data.transfer),
     )
+
+
+def transfer_per_class(spec: str | None) -> int | str | None:
+    """``"unlabelled"`` -> ``"all"``, ``"unlabelled:500"`` -> 500, None -> None."""
+    if spec is None:
+        return None
+    kind, _, n = spec.partition(":")
+    if kind.strip() != "unlabelled" or (n and not (n.strip().isdigit() and int(n) > 0)):
+        raise ConfigError(f"--transfer {spec!r}: give unlabelled or unlabelled:N (N images "
+                          "per class, N >= 1)", key="data.transfer")
+    return int(n) if n else "all"
 
 
 def task_of_run(meta: dict[str, Any], data_dir: str | None = None) -> Task:
@@ -113,6 +125,9 @@ def train_teacher(
     """Train the teacher ``cfg`` describes into ``out_dir`` (resuming if interrupted);
     ``callbacks`` get every epoch's metrics (:mod:`qdistill.tracking`)."""
     validate(cfg)  # ranges first: nothing is written for a config that cannot run
+    if cfg.data.transfer is not None:
+        raise ConfigError("a teacher trains on labelled images; a transfer set "
+                          "(data.transfer) is for students", key="data.transfer")
     if out_dir is not None:
         checkpoint.check_writable_dir(out_dir, "teacher run directory")  # before slow work
     if task is None:

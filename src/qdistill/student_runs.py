@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import __version__, checkpoint
@@ -28,7 +29,7 @@ from .config import (
     to_dict,
     validate,
 )
-from .data import Task
+from .data import ImageSet, Task
 from .errors import QdistillError
 from .losses import KDLoss
 from .quantum.memory import check_statevector_memory
@@ -147,6 +148,15 @@ def user_teacher_meta(teacher: nn.Module, task: Task, arch: str | None = None,
             "dataset": task.dataset, "classes": list(task.classes)}
 
 
+def _with_transfer(labelled: ImageSet, transfer: ImageSet | None) -> ImageSet:
+    """The labelled images followed by the transfer set's (labels -1), or the labelled
+    ones alone."""
+    if transfer is None or len(transfer) == 0:
+        return labelled
+    return ImageSet(torch.cat([labelled.images, transfer.images]),
+                    torch.cat([labelled.labels, transfer.labels]))
+
+
 def check_batch_memory(cfg: DistillConfig) -> None:
     """Refuse a run whose training or evaluation batch of states cannot fit in memory
     on its device (build_student only checks one state: at 20 qubits one state is 8
@@ -204,10 +214,15 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
         teacher, tmeta = resolve_teacher(cfg, task, log=log)
     soft = None
     loss_fn: Any = cross_entropy
+    train = task.train
     if teacher is not None:
-        soft = teacher_logits(teacher, tmeta, task.train.images)
+        # A transfer set joins the labelled images with its labels hidden (-1): the
+        # teacher's soft targets are all the student learns from it. Without a teacher
+        # it would teach nothing, so the baseline trains on the labelled images alone.
+        train = _with_transfer(task.train, task.transfer)
+        soft = teacher_logits(teacher, tmeta, train.images)
         loss_fn = kd
-    student.fit_preprocessing(task.train.float_images())  # e.g. PCA, on the train split only
+    student.fit_preprocessing(train.float_images())  # e.g. PCA, on the train split only
     kd.class_outputs = student.class_outputs
     split = parameter_split(student)
     meta = {
@@ -229,7 +244,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     small_cpu_batches = resolve_device(cfg.train.device).type == "cpu" and \
         cfg.train.batch_size <= 4
     with cpu_threads(1 if small_cpu_batches else None):
-        result = fit(student, task.train, task.val, task.test, cfg.train, loss_fn=loss_fn,
+        result = fit(student, train, task.val, task.test, cfg.train, loss_fn=loss_fn,
                      soft_targets=soft, out_dir=out_dir, run_meta=meta,
                      desc=f"student {cfg.student.name} (teacher {teacher_name})", log=log,
                      callbacks=callbacks)

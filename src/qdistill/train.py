@@ -336,6 +336,7 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = torch.zeros((), device=device, dtype=torch.long)
+        labelled = torch.zeros((), device=device, dtype=torch.long)  # label >= 0
         bar = tqdm(range(steps), desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=None if main else True, mininterval=1.0)
         for s in bar:
@@ -350,7 +351,8 @@ def fit(
             loss_sum += loss.detach() * len(y)
             correct += (class_logits(model, logits.detach()).argmax(1) == y).sum()
             seen += len(y)
-        distributed.all_sum(loss_sum, correct, seen)
+            labelled += (y >= 0).sum()  # a transfer set's images (label -1) have none
+        distributed.all_sum(loss_sum, correct, seen, labelled)
         train_loss = loss_sum.item() / seen.item()
         problem = (None if math.isfinite(train_loss) else
                    f"training loss became non-finite (NaN or inf: {train_loss})")
@@ -372,7 +374,7 @@ def fit(
                 "also shows up here)")
         record = {
             "epoch": epoch, "train_loss": train_loss,
-            "train_acc": correct.item() / seen.item(),
+            "train_acc": correct.item() / max(1, labelled.item()),
             "val_acc": val_acc, "test_acc": test_acc,
             "seconds": round(time.perf_counter() - t0, 3),
         }

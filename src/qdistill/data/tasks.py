@@ -48,6 +48,10 @@ class Task:
     image_shape: tuple[int, int, int]
     source: str
     split_options: dict[str, Any] = field(default_factory=dict)
+    # Training images the teacher labels softly and the student sees without their
+    # labels (every label is UNLABELLED, -1: the true ones are never in it); None if
+    # no transfer set was asked for.
+    transfer: ImageSet | None = None
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -68,7 +72,10 @@ class Task:
         """
         if self._fingerprint is None:
             h = hashlib.sha256(b"qdistill task data v1")
-            for name, part in (("train", self.train), ("val", self.val), ("test", self.test)):
+            parts = [("train", self.train), ("val", self.val), ("test", self.test)]
+            if self.transfer is not None:
+                parts.append(("transfer", self.transfer))
+            for name, part in parts:
                 images = np.ascontiguousarray(part.images.cpu().numpy())
                 labels = np.ascontiguousarray(part.labels.cpu().numpy().astype("<i8"))
                 h.update(f"|{name} {images.dtype} {tuple(images.shape)}|".encode())
@@ -153,6 +160,10 @@ def parse_classes(spec: str | Sequence[int] | None, num_classes: int) -> tuple[i
     return tuple(classes)
 
 
+# The label of an image whose label is hidden (a transfer set): never a class index.
+UNLABELLED = -1
+
+
 def default_val_per_class(train_per_class: int, val_fraction: float) -> int:
     """Val images per class so that val is ``val_fraction`` of train + val (at least 1)."""
     if val_fraction == 0:
@@ -171,8 +182,14 @@ def make_task(
     seed: int = 0,
     data_dir: str | Path | None = None,
     download: bool | None = None,
+    transfer_per_class: int | str | None = None,
 ) -> Task:
     """Build a :class:`Task` (see the module docstring for the split rules).
+
+    ``transfer_per_class``: with ``train_per_class`` (the labelled images), also a
+    transfer set (``Task.transfer``) of that many further training images per class
+    (``"all"``: every one left after train and val), in dataset order, with their labels
+    hidden (all -1). None: no transfer set.
 
     ``name``: a built-in name (``mnist``, ...), a ``.npz`` file or an image folder (a
     path; ``Task.dataset`` is the path as written), or a RawDataset from
@@ -200,8 +217,11 @@ def make_task(
             f"0..{len(loaded.class_names) - 1})")
     if train_per_class is not None and val_per_class is None:
         val_per_class = default_val_per_class(train_per_class, val_fraction)
+    if transfer_per_class is not None and train_per_class is None:
+        raise DataError("a transfer set is taken from the training images left after the "
+                        "labelled ones: give --train-per-class (or --labels-per-class) N too")
 
-    train_idx, val_idx, test_idx = [], [], []
+    train_idx, val_idx, test_idx, transfer_idx = [], [], [], []
     for c in chosen:
         name_c = f"class {c} ({loaded.class_names[c]})"
         pool = np.flatnonzero(a["train_labels"] == c)
@@ -230,6 +250,14 @@ def make_task(
                                 f"{train_per_class}; lower val_per_class or train_per_class")
             train_idx.append(pool[:train_per_class])
             val_idx.append(rng.choice(rest, size=val_per_class, replace=False))
+            if transfer_per_class is not None:
+                left = np.setdiff1d(rest, val_idx[-1])  # sorted: dataset order
+                n = len(left) if transfer_per_class == "all" else int(transfer_per_class)
+                if n > len(left):
+                    raise DataError(f"{name_c}: a transfer set of {n} images requested, only "
+                                    f"{len(left)} training images left after the labelled "
+                                    "and validation ones")
+                transfer_idx.append(left[:n])
         test_pool = np.flatnonzero(a["test_labels"] == c)
         if len(test_pool) == 0:
             raise DataError(f"{name_c} has no test images in {loaded.source}; its accuracy "
@@ -247,11 +275,16 @@ def make_task(
     train = _subset(a["train_images"], a["train_labels"], train_idx, remap)
     val = _subset(a["train_images"], a["train_labels"], val_idx, remap)
     test = _subset(a["test_images"], a["test_labels"], test_idx, remap)
+    transfer = None
+    if transfer_per_class is not None:
+        hidden = np.full(len(remap), UNLABELLED, dtype=np.int64)  # every label -> -1
+        transfer = _subset(a["train_images"], a["train_labels"], transfer_idx, hidden)
     shape = tuple(int(d) for d in a["train_images"].shape[1:])
     options = {"train_per_class": train_per_class, "test_per_class": test_per_class,
-               "val_fraction": val_fraction, "val_per_class": val_per_class, "seed": seed}
+               "val_fraction": val_fraction, "val_per_class": val_per_class, "seed": seed,
+               "transfer_per_class": transfer_per_class}
     return Task(loaded.name, chosen, [loaded.class_names[c] for c in chosen], train, val,
-                test, (shape[0], shape[1], shape[2]), loaded.source, options)
+                test, (shape[0], shape[1], shape[2]), loaded.source, options, transfer)
 
 
 def _spec_text(classes: str | Sequence[int] | None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import QdistillError
@@ -52,11 +53,25 @@ class DistillationLoss(nn.Module):
     def combine(self, outputs: torch.Tensor, s_cls: torch.Tensor, labels: torch.Tensor,
                 teacher: torch.Tensor) -> torch.Tensor:
         """The loss from the student's whole ``outputs`` (B, M), its class logits
-        ``s_cls`` (B, K), the ``labels`` and the teacher's logits (B, K)."""
+        ``s_cls`` (B, K), the ``labels`` and the teacher's logits (B, K). A label of -1
+        is hidden (a transfer set): use :func:`labelled_ce` for the hard term."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, alpha={self.alpha}"
+
+
+UNLABELLED = -1  # qdistill.data.tasks.UNLABELLED: the label of a transfer-set image
+
+
+def labelled_ce(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the rows whose label is known (>= 0), averaged over the whole
+    batch: rows of a transfer set (label -1) add nothing, and a batch of them gives 0
+    (not NaN, as ``F.cross_entropy(ignore_index=-1)`` would)."""
+    # sum / N is the same arithmetic as reduction="mean" (sum, then / N): a batch
+    # without hidden labels gives exactly what F.cross_entropy gives.
+    return F.cross_entropy(outputs, labels, ignore_index=UNLABELLED, reduction="sum") \
+        / len(labels)
 
 
 def _columns(t: torch.Tensor, cols: list[int]) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DistillationLoss
+from .base import DistillationLoss, labelled_ce
 
 
 class DecoupledKD(DistillationLoss):
@@ -42,6 +42,6 @@ class DecoupledKD(DistillationLoss):
         log_q = F.log_softmax(s_cls / t + mask, dim=1)
         log_p = F.log_softmax(teacher / t + mask, dim=1)
         nckd = (log_p.exp() * (log_p - log_q)).masked_fill(target, 0.0).sum(1).mean()
-        ce = F.cross_entropy(outputs, labels)
+        ce = labelled_ce(outputs, labels)
         return (1 - self.alpha) * ce + self.alpha * t * t * (self.tckd * tckd
                                                                + self.beta * nckd)

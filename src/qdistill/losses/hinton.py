@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DistillationLoss
+from .base import DistillationLoss, labelled_ce
 
 
 class HintonKD(DistillationLoss):
@@ -28,7 +28,7 @@ class HintonKD(DistillationLoss):
     def combine(self, outputs: torch.Tensor, s_cls: torch.Tensor, labels: torch.Tensor,
                 teacher: torch.Tensor) -> torch.Tensor:
         t = self.temperature
-        ce = F.cross_entropy(outputs, labels)
+        ce = labelled_ce(outputs, labels)
         kl = F.kl_div(F.log_softmax(s_cls / t, dim=1), F.log_softmax(teacher / t, dim=1),
                       reduction="batchmean", log_target=True)
         hard = 1.0 if self.hard_weight_is_one else 1.0 - self.alpha

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import DistillationLoss
+from .base import DistillationLoss, labelled_ce
 
 
 class LearnedScaleKD(DistillationLoss):
@@ -37,4 +37,4 @@ class LearnedScaleKD(DistillationLoss):
         scaled = s_cls * self.log_scale.exp()
         kl = F.kl_div(F.log_softmax(scaled / t, dim=1), F.log_softmax(teacher / t, dim=1),
                       reduction="batchmean", log_target=True)
-        return (1 - self.alpha) * F.cross_entropy(outputs, labels) + self.alpha * t * t * kl
+        return (1 - self.alpha) * labelled_ce(outputs, labels) + self.alpha * t * t * kl

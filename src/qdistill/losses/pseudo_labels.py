@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DistillationLoss
+from .base import DistillationLoss, labelled_ce
 
 
 class PseudoLabels(DistillationLoss):
@@ -21,5 +21,5 @@ class PseudoLabels(DistillationLoss):
     def combine(self, outputs: torch.Tensor, s_cls: torch.Tensor, labels: torch.Tensor,
                 teacher: torch.Tensor) -> torch.Tensor:
         pseudo = teacher.argmax(1)
-        hard = F.cross_entropy(outputs, labels) if self.alpha < 1 else outputs.new_zeros(())
+        hard = labelled_ce(outputs, labels) if self.alpha < 1 else outputs.new_zeros(())
         return (1 - self.alpha) * hard + self.alpha * F.cross_entropy(outputs, pseudo)

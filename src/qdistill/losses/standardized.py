@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DistillationLoss
+from .base import DistillationLoss, labelled_ce
 
 
 def zscore(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -32,4 +32,4 @@ class StandardizedKD(DistillationLoss):
         kl = F.kl_div(F.log_softmax(zscore(s_cls) / t, dim=1),
                       F.log_softmax(zscore(teacher) / t, dim=1),
                       reduction="batchmean", log_target=True)
-        return (1 - self.alpha) * F.cross_entropy(outputs, labels) + self.alpha * t * t * kl
+        return (1 - self.alpha) * labelled_ce(outputs, labels) + self.alpha * t * t * kl
