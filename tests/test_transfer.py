@@ -79,10 +79,27 @@ def test_a_transfer_run_never_sees_the_hidden_labels(tmp_path, captured):
     assert len(base) == 40 and torch.equal(base.images, train.images[:40])
 
 
+def test_augmented_views_are_seeded_unlabelled_and_taught(tmp_path, captured):
+    from qdistill.data.augment import augmented_views
+
+    images = make_task("digits", "0-3", train_per_class=5, val_per_class=2).train.images
+    a, b = augmented_views(images, 3, seed=1), augmented_views(images, 3, seed=1)
+    assert a.shape == (60, 1, 8, 8) and a.dtype == torch.uint8 and torch.equal(a, b)
+    assert not torch.equal(a, augmented_views(images, 3, seed=2))
+    assert not torch.equal(a[::3], images)  # views, not copies
+    # mass is kept roughly (a shift of at most 2 px and 10 degrees on 8x8 digits)
+    ratio = a.float().sum() / (3 * images.float().sum())
+    assert 0.6 < ratio.item() < 1.2
+    assert main([*DISTILL, "--teacher", "mlp", "--transfer", "augmented:2",
+                 "--out", str(tmp_path / "aug")]) == 0
+    train = captured["train"][0]
+    assert len(train) == 40 + 80 and (train.labels[40:] == -1).all()
+
+
 def test_transfer_is_for_students_and_checked(tmp_path, capsys):
     assert main([*DISTILL, "--teacher", "mlp", "--transfer", "everything",
                  "--out", str(tmp_path / "x")]) == 2
-    assert "--transfer 'everything': give unlabelled or unlabelled:N" in capsys.readouterr().err
+    assert "--transfer 'everything': give unlabelled, unlabelled:N" in capsys.readouterr().err
     assert main(["teacher", "train", "--arch", "mlp", "--dataset", "digits", "--classes",
                  "0-3", "--epochs", "1", "--set", "data.transfer=unlabelled",
                  "--out", str(tmp_path / "t")]) == 2

@@ -17,11 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import __version__, checkpoint
 from .config import DataConfig, TeacherConfig, to_dict, validate
-from .data import Task, cache_dir, dataset_label, make_task
+from .data import ImageSet, Task, cache_dir, dataset_label, make_task
+from .data.augment import augmented_views
+from .data.tasks import UNLABELLED
 from .errors import CheckpointError, ConfigError, QdistillError
 from .teachers import build_teacher, count_parameters
 from .train import EpochCallback, FitResult, fit, seed_everything
@@ -33,23 +36,32 @@ _NOT_IN_KEY = {"device", "eval_batch_size", "data_dir"}
 
 def build_task(data: DataConfig, seed: int = 0) -> Task:
     """The Task (train/val/test) a DataConfig describes; ``seed`` draws the val split."""
-    return make_task(
+    kind, n = parse_transfer(data.transfer)
+    task = make_task(
         data.dataset, data.classes, train_per_class=data.train_per_class,
         test_per_class=data.test_per_class, val_fraction=data.val_fraction,
         val_per_class=data.val_per_class, seed=seed, data_dir=data.data_dir,
-        transfer_per_class=transfer_per_class(data.transfer),
+        transfer_per_class=n if kind == "unlabelled" else None,
     )
+    if kind == "augmented":  # K views of every labelled image, seeded by the run's seed
+        assert isinstance(n, int)
+        views = augmented_views(task.train.images, n, seed)
+        task.transfer = ImageSet(views, torch.full((len(views),), UNLABELLED))
+    return task
 
 
-def transfer_per_class(spec: str | None) -> int | str | None:
-    """``"unlabelled"`` -> ``"all"``, ``"unlabelled:500"`` -> 500, None -> None."""
+def parse_transfer(spec: str | None) -> tuple[str | None, int | str | None]:
+    """``None`` -> (None, None); ``"unlabelled"`` -> ("unlabelled", "all");
+    ``"unlabelled:500"`` -> ("unlabelled", 500); ``"augmented:4"`` -> ("augmented", 4)."""
     if spec is None:
-        return None
-    kind, _, n = spec.partition(":")
-    if kind.strip() != "unlabelled" or (n and not (n.strip().isdigit() and int(n) > 0)):
-        raise ConfigError(f"--transfer {spec!r}: give unlabelled or unlabelled:N (N images "
-                          "per class, N >= 1)", key="data.transfer")
-    return int(n) if n else "all"
+        return None, None
+    kind, _, n = (t.strip() for t in spec.partition(":"))
+    count_ok = n.isdigit() and int(n) > 0
+    if (kind == "unlabelled" and (not n or count_ok)) or (kind == "augmented" and count_ok):
+        return kind, int(n) if n else "all"
+    raise ConfigError(f"--transfer {spec!r}: give unlabelled, unlabelled:N (N more images "
+                      "per class) or augmented:K (K views of each labelled image), N, K >= 1",
+                      key="data.transfer")
 
 
 def task_of_run(meta: dict[str, Any], data_dir: str | None = None) -> Task:
