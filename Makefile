@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/qdistill reproduce paper-v1 --quick
+	$(BIN)/qdistill reproduce paper-v1 --quick --head paper
 
 test: setup
 	$(BIN)/python -m pytest -q

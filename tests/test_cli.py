@@ -38,9 +38,14 @@ def test_teacher_train_eval_and_cache(tmp_path, capsys):
     assert "test accuracy" in out
     assert (tmp_path / "run" / "best.safetensors").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
-    assert main(["teacher", "eval", "--checkpoint", str(tmp_path / "run")]) == 0
+    assert main(["teacher", "eval", "--run", str(tmp_path / "run")]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["classes"] == [0, 1, 2, 3, 4] and ev["test_acc"] > 0.8
+    # --checkpoint, the old spelling, still works: the same document, and a warning
+    assert main(["teacher", "eval", "--checkpoint", str(tmp_path / "run")]) == 0
+    old = capsys.readouterr()
+    assert json.loads(old.out) == ev
+    assert old.err == "qdistill: warning: --checkpoint is deprecated; use --run\n"
     # Without --out the teacher is cached by config: the second call loads, not trains.
     assert main(args) == 0
     assert main(args) == 0
@@ -52,6 +57,7 @@ def test_teacher_train_eval_and_cache(tmp_path, capsys):
     (["teacher", "train", "--dataset", "nope"], "nope"),
     (["teacher", "train", "--dataset", "digits", "--classes", "0-12"], "class"),
     (["teacher", "train", "--set", "train.epoch=3"], "unknown config key"),
+    (["teacher", "eval", "--run", "/nonexistent"], "does not exist"),
     (["teacher", "eval", "--checkpoint", "/nonexistent"], "does not exist"),
 ])
 def test_user_errors_are_one_line(argv, message, capsys):

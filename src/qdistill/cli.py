@@ -2,10 +2,12 @@
 
     qdistill data info mnist
     qdistill teacher train --arch lenet --dataset mnist --classes 0-5
-    qdistill teacher eval --checkpoint ~/.cache/qdistill/teachers/lenet-mnist-0-5-<key>
+    qdistill teacher eval --run ~/.cache/qdistill/teachers/lenet-mnist-0-5-<key>
 
 Every subcommand has ``--help``. A user error prints one line and exits with status 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. An option means the same everywhere (one
+spelling, type and default: tests/test_cli_options.py); ``qdistill cache`` and
+``qdistill completion`` live in cache_cmd.py and completion.py.
 """
 
 from __future__ import annotations
@@ -31,12 +33,66 @@ from .errors import ConfigError, QdistillError
 _RANGES = {**ranges(TeacherConfig), **ranges(DistillConfig)}
 
 
+# Options renamed on some subcommand: a usage error for the old spelling names the new.
+_RENAMED = {("reproduce", "--shots"): "--paper-shots (reproduce's switch for the paper's "
+                                      "shot counts; --shots N takes a number elsewhere)"}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the option (not a usage block)."""
 
+    argv: Sequence[str] = ()  # the command line being parsed (set by main)
+
     def error(self, message: str) -> None:  # type: ignore[override]
+        for (command, old), new in _RENAMED.items():
+            if command in self.argv and message.startswith("unrecognized arguments:") \
+                    and old in message.split():
+                message = f"{message}; on {command}, {old} is now {new}"
         sys.stderr.write(f"qdistill: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling that still works (stored under the new option's dest); a warning
+    naming the new one goes to stderr after the command succeeds (an error stays one
+    line)."""
+
+    def __init__(self, *args: Any, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        notes = getattr(namespace, "deprecated", None) or []
+        namespace.deprecated = [*notes, f"{option_string} is deprecated; use {self.new}"]
+        setattr(namespace, self.dest, values)
+
+
+# One spelling, type and default per concept across subcommands (tests/test_cli_options.py
+# checks it on the parser): --device is a `device` everywhere, default auto.
+DEVICE_HELP = ("auto (default: the GPU when PyTorch sees one, else the CPU) | cpu | cuda | "
+               "cuda:N")
+
+
+def device(text: str) -> str:
+    """An argparse ``type``: auto, cpu, cuda or cuda:N."""
+    t = text.strip().lower()
+    if t in ("auto", "cpu", "cuda") or (t.startswith("cuda:") and t[5:].isdigit()):
+        return t
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def _device_option(g: Any, dest: str | None = None) -> None:
+    """--device; with a config ``dest`` its default is the config's (auto), so that a
+    --config file's device is not overridden."""
+    g.add_argument("--device", type=device, help=DEVICE_HELP,
+                   **({"dest": dest, "default": None} if dest else {"default": "auto"}))
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document with the results instead of text "
+                        "(progress and logs go to stderr)")
 
 
 def number(kind: type, rng: Range) -> Any:
@@ -61,41 +117,65 @@ def _num_option(g: Any, flag: str, dest: str, kind: type, help: str) -> None:
     g.add_argument(flag, dest=dest, type=number(kind, rng), help=f"{help} [{rng.text()}]")
 
 
-def _data_options(p: argparse.ArgumentParser, prefix: str = "data.") -> None:
+def _all(value: Any) -> Any:
+    return "all" if value is None else value
+
+
+def _data_options(p: argparse.ArgumentParser, prefix: str = "data.",
+                  defaults: Any = None) -> None:
+    """The data options; ``defaults`` (a DataConfig) gives the defaults the help states."""
+    d = defaults if defaults is not None else TeacherConfig().data
     g = p.add_argument_group("data")
     g.add_argument("--dataset", dest=f"{prefix}dataset",
-                   help="mnist | fashion-mnist | cifar10 | digits (default: mnist), or your "
+                   help=f"mnist | fashion-mnist | cifar10 | digits (default: {d.dataset}; "
+                        "digits needs pip install 'qdistill[digits]'), or your "
                         "own: FILE.npz (x_train y_train x_test y_test [class_names]) or an "
                         "image folder DIR (DIR/train/CLASS/*.png|jpg, DIR/test/CLASS/...)")
     g.add_argument("--classes", dest=f"{prefix}classes",
-                   help="class subset: 0-5, 0-7, 0,3,7 or 'all' (default: 0-5)")
+                   help=f"class subset: 0-5, 0-7, 0,3,7 or 'all' (default: {_all(d.classes)})")
     _num_option(g, "--train-per-class", f"{prefix}train_per_class", int,
-                "keep the first N training images of each class (paper students: 150)")
+                f"keep the first N training images of each class (default "
+                f"{_all(d.train_per_class)}; the paper's students: 150); "
+                "also spelled --labels-per-class")
+    g.add_argument("--labels-per-class", dest=f"{prefix}train_per_class",
+                   type=number(int, _RANGES[f"{prefix}train_per_class"]),
+                   help="the same as --train-per-class: the labelled images per class "
+                        f"[{_RANGES[f'{prefix}train_per_class'].text()}]")
     _num_option(g, "--test-per-class", f"{prefix}test_per_class", int,
-                "keep the first N test images of each class")
+                f"keep the first N test images of each class (default "
+                f"{_all(d.test_per_class)})")
     _num_option(g, "--val-fraction", f"{prefix}val_fraction", float,
-                "fraction of the training split held out for model selection (default 0.1)")
+                f"fraction of the training split held out for model selection (default "
+                f"{d.val_fraction})")
     _num_option(g, "--val-per-class", f"{prefix}val_per_class", int,
-                "with --train-per-class: validation images per class")
+                "with --train-per-class: validation images per class (default "
+                f"{d.val_per_class if d.val_per_class is not None else 'from --val-fraction'})")
     g.add_argument("--data-dir", dest=f"{prefix}data_dir",
                    help="directory of IDX files (or CIFAR-10 python batches); "
                         "default: $QDISTILL_DATA_DIR, then the built-in sources")
 
 
-def _train_options(p: argparse.ArgumentParser, prefix: str = "train.") -> None:
+def _train_options(p: argparse.ArgumentParser, prefix: str = "train.",
+                   defaults: Any = None, protocol: str = "teacher") -> None:
+    """The training options; ``defaults`` (a TrainConfig) gives the defaults the help
+    states, ``protocol`` whose (the paper's teacher or student protocol)."""
+    t = defaults if defaults is not None else TeacherConfig().train
     g = p.add_argument_group("training")
-    _num_option(g, "--epochs", f"{prefix}epochs", int, "default 10 (paper)")
+    _num_option(g, "--epochs", f"{prefix}epochs", int, f"default {t.epochs} (the paper's)")
     _num_option(g, "--batch-size", f"{prefix}batch_size", int,
-                "default 128 for teachers, 1 for students (paper)")
-    _num_option(g, "--lr", f"{prefix}lr", float, "Adam learning rate (1e-3)")
-    _num_option(g, "--seed", f"{prefix}seed", int, "default 0")
-    g.add_argument("--device", dest=f"{prefix}device", help="auto | cpu | cuda | cuda:N")
+                f"default {t.batch_size} (the paper's {protocol} protocol)")
+    _num_option(g, "--lr", f"{prefix}lr", float, f"Adam learning rate (default {t.lr:g})")
+    _num_option(g, "--seed", f"{prefix}seed", int, f"default {t.seed}")
+    _device_option(g, f"{prefix}device")
     g.add_argument("--deterministic", dest=f"{prefix}deterministic", action="store_const",
                    const=True, help="torch deterministic algorithms (for CUDA runs)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (yaml.safe_load; unknown keys are errors)")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML config file (yaml.safe_load; unknown keys are errors), or a "
+                        "run's RUN/config.json: the same run again (a finished one in the "
+                        "same --out is reused, not retrained)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--tensorboard", metavar="DIR",
@@ -128,19 +208,24 @@ def _teacher_config(args: argparse.Namespace) -> TeacherConfig:
     return load_config(TeacherConfig, args.config, _collect_overrides(args), base=base)
 
 
+SHOTS_HELP = ("measurement shots per circuit evaluation (an integer; the paper: 5000/3000/"
+              "2000); default: exact probabilities")
+HEAD_HELP = ("paper-v1 only: readout logprob (log(p + 0.01), default) | paper (the "
+             "notebooks' sigmoid head)")
+ANGLES_HELP = ("paper-v1 only: angle range pi (theta = pi tanh, the paper's, default) | "
+               "half-pi (pi/2 tanh: not the paper's; stops the KD collapse, see README)")
+
+
 def _student_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("student")
     g.add_argument("--student", dest="student.name",
                    help="paper-v1 | paper-v2 | quantum (default paper-v1)")
     _num_option(g, "--qubits", "student.qubits", int,
                 "default 3; at least log2(classes), at most what fits in memory")
-    _num_option(g, "--shots", "student.shots", int,
-                "finite shots (paper: 5000/3000/2000); default exact probabilities")
+    _num_option(g, "--shots", "student.shots", int, SHOTS_HELP)
     # Options of one kind of student: given to another kind, they are an error.
-    g.add_argument("--head", dest="student.head",
-                   help="paper-v1 only: readout logprob (default) | paper")
-    g.add_argument("--angles", dest="student.angles",
-                   help="paper-v1 only: angle range pi (the paper's, default) | half-pi")
+    g.add_argument("--head", dest="student.head", help=HEAD_HELP)
+    g.add_argument("--angles", dest="student.angles", help=ANGLES_HELP)
     g.add_argument("--reduction", dest="student.reduction",
                    help="paper-v2: fc (default) | crop | pca | avgpool | maxpool; quantum: "
                         "crop | pca | avgpool (default) | maxpool")
@@ -170,6 +255,12 @@ def _student_options(p: argparse.ArgumentParser) -> None:
                         "((1-a) CE + a T^2 KL, default) | paper (CE + a T^2 KL) | dkd "
                         "(decoupled KD) | lskd (z-scored logits) | learned-scale (a trained "
                         "student logit scale) | pseudo (CE on the teacher's argmax)")
+    k.add_argument("--transfer", dest="data.transfer", metavar="unlabelled[:N]|augmented:K",
+                   help="a transfer set the teacher labels softly and the student sees "
+                        "without labels: unlabelled[:N] = N more training images per class "
+                        "(all that are left without :N; the labelled ones are "
+                        "--labels-per-class), augmented:K = K shifted/rotated views of "
+                        "every labelled image")
     k.add_argument("--loss-opt", dest="loss_opt", action="append", metavar="KEY=VALUE",
                    help="an option of the loss, repeatable, e.g. --loss dkd --loss-opt "
                         "beta=8 (kd.options in YAML)")
@@ -196,9 +287,28 @@ def cmd_distill(args: argparse.Namespace) -> int:
         f"{cfg.student.name}-q{cfg.student.qubits}-{dataset_label(cfg.data.dataset)}-"
         f"{(cfg.data.classes or 'all').replace(',', '_')}-{Path(cfg.kd.teacher).name}"
         f"-s{cfg.train.seed}")
-    print(f"config: {json.dumps(to_dict(cfg))}")
-    _, result, meta = run_distill(cfg, out, callbacks=_callbacks(args))
+    log = _log(args)
+    if not args.json:
+        print(f"config: {json.dumps(to_dict(cfg))}")
+    trained = _EpochCounter()
+    try:
+        _, result, meta = run_distill(cfg, out, log=log,
+                                      callbacks=[*_callbacks(args), trained])
+    except (QdistillError, _data_error()) as exc:
+        problems = _misfits(cfg)  # a small dataset can miss several defaults at once
+        if problems:
+            raise QdistillError(_problems_text(cfg, problems, exc)) from exc
+        raise
     p = meta["parameters"]
+    reused = trained.epochs == 0
+    if args.json:
+        _print_json({"run": str(out), "reused": reused, "epochs_trained": trained.epochs,
+                     **result.summary(), "student": cfg.student.name,
+                     "teacher": cfg.kd.teacher, "parameters": p, "config": to_dict(cfg)})
+        return 0
+    if reused:
+        print(f"reused, not retrained: {out} holds this finished run ({len(result.history)} "
+              "epochs; delete it or use another --out to train again)")
     print(f"student {cfg.student.name} ({p['classical']:,} classical + {p['quantum']:,} "
           f"quantum parameters), teacher {cfg.kd.teacher}: test accuracy "
           f"{100 * result.test_acc:.2f}% at epoch {result.best_epoch} (selected on "
@@ -206,6 +316,86 @@ def cmd_distill(args: argparse.Namespace) -> int:
           f"epochs) {100 * result.paper_best_test_acc:.2f}%")
     print(f"run directory: {out}")
     return 0
+
+
+class _EpochCounter:
+    """An epoch callback counting the epochs trained by this call (a resumed or finished
+    run's restored epochs are not replayed to callbacks)."""
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        self.epochs += 1
+
+
+def _log(args: argparse.Namespace) -> Any:
+    """Where progress lines go: stdout, or stderr with --json (stdout holds the JSON)."""
+    if getattr(args, "json", False):
+        return lambda message: print(message, file=sys.stderr)
+    return print
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, default=str))
+
+
+def _misfits(cfg: DistillConfig) -> list[str]:
+    """Every option of ``cfg`` that does not fit its data, each with the flag that fixes
+    it (a run stops at the first; a small dataset such as the 8x8 digits misses several
+    of distill's defaults, which are the paper's protocol for MNIST). Empty when the data
+    cannot be read or nothing is found (the run's own error then stands)."""
+    from .data import parse_classes
+    from .data.raw import load_arrays
+    from .data.tasks import default_val_per_class
+    from .students import build_student, resolve_student
+    from .teachers import TEACHERS, build_teacher
+
+    try:
+        loaded = load_arrays(cfg.data.dataset, cfg.data.data_dir)
+        chosen = parse_classes(cfg.data.classes, len(loaded.class_names))
+    except Exception:  # the run's own error says what is wrong with the data
+        return []
+    a, d, problems = loaded.arrays, cfg.data, []
+    n_train = min(int((a["train_labels"] == c).sum()) for c in chosen)
+    n_test = min(int((a["test_labels"] == c).sum()) for c in chosen)
+    if d.train_per_class is not None and n_train > 1:
+        val = d.val_per_class if d.val_per_class is not None else default_val_per_class(
+            d.train_per_class, d.val_fraction)
+        if d.train_per_class + val > n_train:
+            t = max(1, n_train * 3 // 4 // 10 * 10 or n_train * 3 // 4)
+            v = min(val, n_train - t) if d.train_per_class <= n_train else n_train - t
+            problems.append(f"use --train-per-class {t} --val-per-class {v} or less (asked "
+                            f"{d.train_per_class} + {val} per class; the smallest class "
+                            f"has {n_train} training images)")
+    if d.test_per_class is not None and 0 < n_test < d.test_per_class:
+        problems.append(f"use --test-per-class {n_test} or less (asked {d.test_per_class}; "
+                        f"the smallest class has {n_test} test images)")
+    shape = tuple(int(x) for x in a["train_images"].shape[1:])
+    if len(shape) == 3:
+        try:
+            build_student(resolve_student(cfg.student), len(chosen), shape)
+        except QdistillError as exc:
+            hint = ("; --student paper-v2 or quantum take any image size"
+                    if cfg.student.name == "paper-v1" and min(shape[1:]) < 16 else "")
+            problems.append(f"{exc}{hint}")
+        except Exception:  # noqa: S110 - not a misfit of the options
+            pass
+        if cfg.kd.teacher in TEACHERS:
+            try:
+                build_teacher(cfg.kd.teacher, len(chosen), shape)
+            except QdistillError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def _problems_text(cfg: DistillConfig, problems: list[str], exc: Exception) -> str:
+    """One line: the run's error with its fix, or every misfit found, numbered."""
+    if len(problems) == 1:
+        return problems[0] if str(exc) in problems[0] else f"{exc}; {problems[0]}"
+    items = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+    return (f"{cfg.data.dataset}: {len(problems)} settings do not fit this data (distill's "
+            f"defaults are the paper's protocol for 28x28 MNIST): {items}")
 
 
 def _teacher_epochs(spec: str | None) -> dict[str, int] | None:
@@ -231,20 +421,42 @@ def _teacher_epochs(spec: str | None) -> dict[str, int] | None:
     return epochs
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import GridOptions, run_grid, usable_cpus
+def grid_options(args: argparse.Namespace) -> Any:
+    """The GridOptions of a ``reproduce`` command line."""
+    from .reproduce import GridOptions
+    # A grid records the device its runs use, and reuses a finished run only when its
+    # settings match: "auto" is resolved here, so a grid run with the default on a CPU
+    # machine is the same as one run with --device cpu (the committed results/).
+    dev = args.device
+    if dev == "auto":
+        import torch
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    # --head / --angles not given: GridOptions' defaults (the same as distill's)
+    student = {k: v for k, v in (("head", args.head), ("angles", args.angles))
+               if v is not None}
     opt = GridOptions(quick=args.quick, seeds=args.seeds, epochs=args.epochs,
-                      teacher_epochs=_teacher_epochs(args.teacher_epochs), shots=args.shots,
+                      teacher_epochs=_teacher_epochs(args.teacher_epochs),
+                      shots=args.paper_shots,
                       teachers=tuple(args.teachers.split(",")) if args.teachers else None,
                       only=args.only,
                       datasets=tuple(args.datasets.split(",")) if args.datasets else None,
-                      device=args.device, data_dir=args.data_dir, head=args.head,
-                      angles=args.angles)
+                      device=dev, data_dir=args.data_dir, **student)
+    return opt
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import run_grid, usable_cpus
+    opt = grid_options(args)
+    opt.lockstep = args.lockstep == "on"
+    dev = opt.device
     out = Path(args.out) if args.out else (
         Path("runs") / "reproduce" / f"{args.grid}-quick" if args.quick
         else Path("results") / args.grid)
-    run_grid(args.grid, opt, out, workers=args.workers or usable_cpus(),
-             executor=args.executor, address=args.address)
+    # One GPU: one run at a time, unless --workers says otherwise.
+    workers = args.workers or (1 if dev.startswith("cuda") and args.executor == "local"
+                               else usable_cpus())
+    run_grid(args.grid, opt, out, workers=workers, executor=args.executor,
+             address=args.address)
     print((out / "table.md").read_text())
     print(f"results: {out}/ (runs.csv, table.md, accuracy.png, curves.png, gains.png)")
     if args.robustness:  # every finished student, under shots and noise (no retraining)
@@ -267,13 +479,24 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     from .runs import get_teacher, teacher_dir, train_teacher
     cfg = _teacher_config(args)
-    print(f"config: {json.dumps(to_dict(cfg))}")
+    log = _log(args)
+    if not args.json:
+        print(f"config: {json.dumps(to_dict(cfg))}")
+    trained = _EpochCounter()
+    callbacks = [*_callbacks(args), trained]
     if args.out:
-        _, result = train_teacher(cfg, args.out, callbacks=_callbacks(args))
+        _, result = train_teacher(cfg, args.out, log=log, callbacks=callbacks)
         out, metrics = args.out, result.summary()
     else:
-        _, meta = get_teacher(cfg, callbacks=_callbacks(args))
+        _, meta = get_teacher(cfg, log=log, callbacks=callbacks)
         out, metrics = teacher_dir(cfg), meta["metrics"]
+    if args.json:
+        _print_json({"run": str(out), "reused": trained.epochs == 0,
+                     "epochs_trained": trained.epochs, "arch": cfg.arch, **metrics,
+                     "config": to_dict(cfg)})
+        return 0
+    if trained.epochs == 0 and args.out:
+        print(f"reused, not retrained: {out} holds this finished run")
     print(f"teacher {cfg.arch} on {cfg.data.dataset} classes {cfg.data.classes}: "
           f"test accuracy {100 * metrics['test_acc']:.2f}% at epoch {metrics['best_epoch']} "
           f"(selected on validation accuracy {100 * metrics['val_acc']:.2f}%)")
@@ -284,14 +507,15 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
 def cmd_teacher_eval(args: argparse.Namespace) -> int:
     from .runs import load_teacher, task_of_run
     from .train import evaluate
-    model, meta = load_teacher(args.checkpoint)
+    model, meta = load_teacher(args.run)
     task = task_of_run(meta, args.data_dir)  # --data-dir: other data, on purpose
     acc = evaluate(model, task.test.images, task.test.labels)
-    print(json.dumps({"checkpoint": str(args.checkpoint), "arch": meta["arch"],
-                      "dataset": meta["dataset"], "classes": meta["classes"],
-                      "test_images": len(task.test), "test_acc": acc,
-                      "same_data_as_training": task.fingerprint() == meta.get(
-                          "data_fingerprint")}, indent=2))
+    # Always one JSON document (--json is accepted for the same spelling everywhere);
+    # "checkpoint" repeats "run" for scripts written against --checkpoint.
+    _print_json({"run": str(args.run), "checkpoint": str(args.run), "arch": meta["arch"],
+                 "dataset": meta["dataset"], "classes": meta["classes"],
+                 "test_images": len(task.test), "test_acc": acc,
+                 "same_data_as_training": task.fingerprint() == meta.get("data_fingerprint")})
     return 0
 
 
@@ -309,11 +533,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .robustness import parse_shots, robustness_rows, robustness_table, write_robustness
     out = Path(args.out) if args.out else (
         Path(args.run[0]) / "robustness" if len(args.run) == 1 else Path("runs") / "robustness")
+    from .train import resolve_device
     check_writable_dir(out, "evaluation output directory")  # before any slow work
     rows = robustness_rows(args.run, parse_shots(args.shots), args.noise or [], args.seeds,
-                           args.method, args.trajectories, device=args.device,
-                           test_limit=args.test_limit, log=print if args.verbose else None)
+                           args.method, args.trajectories,
+                           device=str(resolve_device(args.device)),
+                           test_limit=args.test_limit,
+                           log=_log(args) if args.verbose else None)
     paths = write_robustness(rows, out)
+    if args.json:
+        _print_json({"rows": rows, "files": {k: str(v) for k, v in paths.items()}})
+        return 0
     print(robustness_table(rows))
     print(f"results: {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -323,8 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="qdistill",
         description="Knowledge distillation from classical CNN teachers to quantum "
-                    "neural network students (arXiv:2311.13810).")
-    parser.add_argument("--version", action="version", version=f"qdistill {__version__}")
+                    "neural network students (arXiv:2311.13810).",
+        epilog="The same option means the same thing in every subcommand: --device "
+               "auto|cpu|cuda|cuda:N (default auto), --shots N a number of measurement "
+               "shots (evaluate: a comma list of them), --head logprob|paper (default "
+               "logprob), --run a run directory, --json one JSON document on stdout.")
+    parser.add_argument("-V", "--version", action="version", version=f"qdistill {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -344,13 +578,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "subset. Without --out the teacher goes to the cache and is reused.")
     ttrain.add_argument("--arch", help="lenet | alexnet | ensemble | mlp (default lenet)")
     ttrain.add_argument("--out", help="run directory (default: the teacher cache)")
-    _data_options(ttrain)
-    _train_options(ttrain)
+    _data_options(ttrain, defaults=TeacherConfig().data)
+    _train_options(ttrain, defaults=TeacherConfig().train, protocol="teacher")
     _common(ttrain)
+    _json_option(ttrain)
     ttrain.set_defaults(func=cmd_teacher_train)
-    teval = tsub.add_parser("eval", help="test accuracy of a trained teacher")
-    teval.add_argument("--checkpoint", required=True, help="teacher run directory")
+    teval = tsub.add_parser("eval", help="test accuracy of a trained teacher (JSON)")
+    which_run = teval.add_mutually_exclusive_group(required=True)
+    which_run.add_argument("--run", help="teacher run directory (teacher train --out, or "
+                                         "one in the teacher cache)")
+    which_run.add_argument("--checkpoint", dest="run", action=_DeprecatedAlias, new="--run",
+                           help="deprecated spelling of --run")
     teval.add_argument("--data-dir", help="directory of IDX files / CIFAR-10 batches")
+    _json_option(teval)
     teval.set_defaults(func=cmd_teacher_eval)
 
     distill = sub.add_parser(
@@ -358,11 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a quantum student on the paper's protocol (first 150 images "
                     "per class, batch 1, Adam 1e-3, 10 epochs) with KD from a teacher "
                     "(trained once and cached) or, with --teacher none, without.")
-    distill.add_argument("--out", help="run directory (default runs/distill/<name>)")
+    distill.add_argument("--out", help="run directory (default runs/distill/<name>); a "
+                                       "finished run there with the same config is reused")
     _student_options(distill)
-    _data_options(distill)
-    _train_options(distill)
+    _data_options(distill, defaults=DistillConfig().data)
+    _train_options(distill, defaults=DistillConfig().train, protocol="student")
     _common(distill)
+    _json_option(distill)
     distill.set_defaults(func=cmd_distill)
 
     rep = sub.add_parser(
@@ -384,22 +626,23 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--teachers",
                      help="subset of none,lenet,alexnet,ensemble (default: all; quick: "
                           "none,lenet)")
-    rep.add_argument("--shots", action="store_true",
-                     help="the paper's finite shots (default: exact probabilities)")
+    rep.add_argument("--paper-shots", action="store_true",
+                     help="the paper's finite shots: 5000/3000/2000 for 0-5/3q, 0-7/3q, "
+                          "0-7/4q (default: exact probabilities; was --shots)")
     rep.add_argument("--only", help="run only the runs whose id matches this glob, e.g. "
                                     "'*_q8_paper-v2-fc-amplitude_*' or 'mnist_0-5_*'")
-    rep.add_argument("--head", default="paper",
-                     help="paper-v1 readout: paper (the notebooks' sigmoid head, default) "
-                          "or logprob")
-    rep.add_argument("--angles", default="pi",
-                     help="paper-v1 angle range: pi (theta = pi tanh, the paper's, default) "
-                          "or half-pi (pi/2 tanh: not the paper's; stops the KD collapse, "
-                          "see README). Use its own --out")
+    rep.add_argument("--head", help=HEAD_HELP + "; the committed results/paper-v1 used "
+                                                "--head paper")
+    rep.add_argument("--angles", help=ANGLES_HELP + ". Use its own --out")
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
     rep.add_argument("--workers", type=number(int, Range(1, 1024)),
                      help="parallel student runs (default: one per usable core); each "
                           "run gets cores/N CPU threads (with Ray: asks for cores/N CPUs)) "
                           "[1..1024]")
+    rep.add_argument("--lockstep", choices=["on", "off"], default="on",
+                     help="on (default): runs that differ only in seed, teacher, T, alpha "
+                          "or lr train together, one batched step for all (same results, "
+                          "same files); off: one run at a time")
     rep.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local: a pool of --workers processes (default); ray: one Ray "
                           "task per run, retried if its worker dies and resumed from its "
@@ -410,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "'ray[client]' and is untested. --out must then be on a "
                           "filesystem all nodes share. Default: a local Ray instance on "
                           "this machine's cores")
-    rep.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    _device_option(rep)
     rep.add_argument("--data-dir", help="directory of IDX files")
     rep.add_argument("--out", help="default results/<grid> (quick: runs/reproduce/...)")
     rep.add_argument("--robustness", action="store_true",
@@ -445,8 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness.png.")
     ev.add_argument("--run", action="append", required=True,
                     help="student run directory (qdistill distill); repeatable")
-    ev.add_argument("--shots", default="",
-                    help=f"comma-separated, e.g. 100,1000,10000 [each 1..{MAX_SHOTS}]")
+    ev.add_argument("--shots",
+                    help=f"measurement shots as in distill, but a comma list of them (one "
+                         f"setting each), e.g. 100,1000,10000 [each 1..{MAX_SHOTS}]; "
+                         "default: exact probabilities only")
     ev.add_argument("--noise", action="append",
                     help="noise model, repeatable: depolarizing=P,depolarizing2=P,"
                          "damping=G,readout=R (any subset) or preset:NAME (ibm-eagle, "
@@ -462,15 +707,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--test-limit", type=number(int, Range(1)),
                     help="a fixed random subset of N test images (default: all); noise "
                          "on 8+ qubits costs ~0.2-0.5 s per image on one CPU core) [>= 1]")
-    ev.add_argument("--device", default="cpu", help="cpu | cuda")
+    _device_option(ev)
     ev.add_argument("--out", help="output directory (default <run>/robustness)")
     ev.add_argument("--verbose", action="store_true", help="print every evaluation")
+    _json_option(ev)
     ev.set_defaults(func=cmd_evaluate)
+
+    from .cache_cmd import add_cache_parser
+    from .completion import add_completion_parser
+    add_cache_parser(sub, _json_option)
+    add_completion_parser(sub, parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _Parser.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (one line, status 2)
@@ -478,7 +730,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         with _torchrun(args):
-            return args.func(args)
+            status = args.func(args)
+        for note in getattr(args, "deprecated", None) or []:
+            print(f"qdistill: warning: {note}", file=sys.stderr)
+        return status
     except (QdistillError, _data_error()) as exc:
         if args.debug:
             raise

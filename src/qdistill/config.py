@@ -316,8 +316,29 @@ def load_config(
             raise ConfigError(f"config file {path} is not valid YAML{where}: {what}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        data = _merge(data, loaded)
+        data = _merge(data, _run_config(cls, loaded, path))
     return from_dict(cls, apply_overrides(data, overrides or []))
+
+
+# What a run directory's config.json records (run metadata, the resolved config under
+# "config"), by its "kind", for the config class it feeds.
+_RUN_KINDS = {"DistillConfig": ("student", "qdistill distill"),
+              "TeacherConfig": ("teacher", "qdistill teacher train")}
+
+
+def _run_config(cls: type, loaded: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """A run's ``RUN/config.json`` given as a config file: its ``config`` section, so the
+    same command gets the same run (reused when finished in the same output directory).
+    Any other mapping is a config file as it is."""
+    kind = loaded.get("kind")
+    if not (isinstance(loaded.get("config"), dict) and kind in ("student", "teacher")):
+        return loaded
+    want, command = _RUN_KINDS.get(cls.__name__, (None, None))
+    if kind != want:
+        other = next((c for k, c in _RUN_KINDS.values() if k == kind), "another command")
+        raise ConfigError(f"config file {path} is the config of a {kind} run; use it with "
+                          f"{other}" + (f", not {command}" if command else ""))
+    return loaded["config"]
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from .config import (
 )
 from .errors import QdistillError, unknown_name
 from .executors import make_executor, usable_cpus
+from .lockstep import describe_groups, plan_groups
 from .runs import build_task
 from .student_runs import resolve_teacher, run_distill, teacher_config_for
 from .students import V1_ANGLES, V1_HEADS, resolve_student
@@ -60,11 +61,14 @@ class GridOptions:
     teachers: tuple[str, ...] | None = None  # subset of none/lenet/alexnet/ensemble
     only: str | None = None  # keep the runs whose run_id matches this glob pattern
     shots: bool = False  # the paper's finite shots instead of exact probabilities
-    head: str = "paper"  # paper-v1 readout: the notebooks' sigmoid head, or logprob
+    # paper-v1 readout: logprob (distill's default too) or paper (the notebooks' sigmoid
+    # head: results/paper-v1 names it with --head paper)
+    head: str = "logprob"
     angles: str = "pi"  # paper-v1 angle range: pi (the paper's) or half-pi
     datasets: tuple[str, ...] | None = None
     device: str = "cpu"
     data_dir: str | None = None
+    lockstep: bool = True  # runs that can share a step train together (lockstep/)
 
 
 V1_SETTINGS = (("0-5", 3), ("0-7", 3), ("0-7", 4))
@@ -261,6 +265,36 @@ def _run_one(run_id: str, setting: str, cfg_dict: dict[str, Any], out: str,
     t0 = time.perf_counter()
     with cpu_threads(threads):
         _, result, meta = run_distill(cfg, run_dir, log=None)
+    return _row(run_id, setting, cfg, result, meta, time.perf_counter() - t0, run_dir)
+
+
+def _run_group(group_id: str, members: list[tuple[str, str, dict[str, Any]]], out: str,
+               threads: int) -> dict[str, Any]:
+    """Student runs that can share a step, trained in lockstep (``qdistill.lockstep``;
+    runs it cannot batch train solo) in one worker: their CSV rows, and a one-line
+    error per failed run. Each run's seconds are the group's wall time / its size."""
+    from .lockstep import run_lockstep
+
+    cfgs = [from_dict(DistillConfig, d) for _, _, d in members]
+    dirs = [Path(out) / "runs" / run_id for run_id, _, _ in members]
+    t0 = time.perf_counter()
+    with cpu_threads(threads):
+        outcomes = run_lockstep(cfgs, dirs, log=None)
+    seconds = (time.perf_counter() - t0) / len(members)
+    rows, failures = [], []
+    for (run_id, setting, _), cfg, run_dir, outcome in zip(members, cfgs, dirs, outcomes,
+                                                           strict=True):
+        if isinstance(outcome, BaseException):
+            failures.append((run_id, _describe(outcome)))
+        else:
+            _, result, meta = outcome
+            rows.append(_row(run_id, setting, cfg, result, meta, seconds, run_dir))
+    return {"group": group_id, "rows": rows, "failures": failures}
+
+
+def _row(run_id: str, setting: str, cfg: DistillConfig, result: Any, meta: dict[str, Any],
+         seconds: float, run_dir: Path) -> dict[str, Any]:
+    """A finished run's CSV row, also written to its ``row.json``."""
     teacher = meta["teacher"] or {}
     row = {
         "run_id": run_id, "setting": setting, "dataset": cfg.data.dataset,
@@ -272,7 +306,7 @@ def _run_one(run_id: str, setting: str, cfg_dict: dict[str, Any], out: str,
         "teacher_test_acc": teacher.get("test_acc"), "teacher_epochs": teacher.get("epochs"),
         "params_classical": meta["parameters"]["classical"],
         "params_quantum": meta["parameters"]["quantum"],
-        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds": round(seconds, 2),
         "test_acc_per_epoch": [h["test_acc"] for h in result.history],
     }
     atomic_write_json(run_dir / "row.json", row)
@@ -320,17 +354,44 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
                 rows.append(json.loads((run_dir / "row.json").read_text()))
             else:
                 todo.append(r)
+        # Runs that can share a step form lockstep groups (one task each; sized to fit
+        # in memory, checked here before any starts); the others run one by one.
+        groups = plan_groups([(r.run_id, r.cfg) for r in todo], workers) \
+            if opt.lockstep else [[r.run_id] for r in todo]
         log(f"{grid}: {len(runs)} runs, {len(rows)} done, {len(todo)} to run "
-            f"on {pool.describe()}")
+            f"on {pool.describe()}"
+            + (f", {describe_groups(groups)}" if opt.lockstep and todo else ""))
         failures = []
-        args = [(r.run_id, r.setting, to_dict(r.cfg), str(out), threads) for r in todo]
-        for i, (run_id, outcome) in enumerate(pool.run(_run_one, args) if args else (), 1):
-            if isinstance(outcome, Exception):  # keep the grid going; report at the end
-                failures.append((run_id, _describe(outcome)))
-                log(f"[{i}/{len(args)}] {run_id}: failed: {failures[-1][1]}")
+        by_id = {r.run_id: r for r in todo}
+        i = 0
+
+        def note(run_id: str, outcome: dict[str, Any] | str) -> None:
+            nonlocal i
+            i += 1
+            if isinstance(outcome, str):
+                failures.append((run_id, outcome))
+                log(f"[{i}/{len(todo)}] {run_id}: failed: {outcome}")
             else:
                 rows.append(outcome)
-                log(f"[{i}/{len(args)}] {run_id}: test {100 * outcome['test_acc']:.2f}%")
+                log(f"[{i}/{len(todo)}] {run_id}: test {100 * outcome['test_acc']:.2f}%")
+
+        tasks = [(f"group{n}", [(m, by_id[m].setting, to_dict(by_id[m].cfg)) for m in g],
+                  str(out), threads) for n, g in enumerate(groups) if len(g) > 1]
+        members = {t[0]: [m[0] for m in t[1]] for t in tasks}
+        for name, outcome in pool.run(_run_group, tasks) if tasks else ():
+            if isinstance(outcome, Exception):  # the whole task failed (e.g. its worker)
+                for run_id in members[name]:
+                    note(run_id, _describe(outcome))
+                continue
+            for row in outcome["rows"]:
+                note(row["run_id"], row)
+            for run_id, message in outcome["failures"]:
+                note(run_id, message)
+        args = [(g[0], by_id[g[0]].setting, to_dict(by_id[g[0]].cfg), str(out), threads)
+                for g in groups if len(g) == 1]
+        for run_id, outcome in pool.run(_run_one, args) if args else ():
+            # keep the grid going; report at the end
+            note(run_id, _describe(outcome) if isinstance(outcome, Exception) else outcome)
         # The report covers every finished run in the directory, so a grid completed
         # in parts (--teachers, --datasets subsets) ends with one table.
         done = {r["run_id"]: r for r in rows}

@@ -114,6 +114,17 @@ def robustness_rows(
     settings += [(n, s) for n in noises for s in shots_list]
     names = [Path(r).name for r in run_dirs]
     rows: list[dict[str, Any]] = []
+    # A progress bar over runs x settings x seeds, on a terminal only (tqdm's disable=None);
+    # with ``log``, each line is written above the bar.
+    from tqdm.auto import tqdm
+
+    def n_seeds(noise: Any, shots: int | None) -> int:
+        return seeds if shots is not None or (noise is not None and
+                                              method == "trajectories") else 1
+    bar = tqdm(total=len(run_dirs) * sum(n_seeds(n, s) for n, s in settings),
+               desc="evaluate", unit="eval", disable=None, leave=False)
+    if log and not bar.disable:
+        log = bar.write
     for run_dir, name in zip(run_dirs, names, strict=True):
         model, meta = load_student(run_dir)
         model.to(device)
@@ -142,9 +153,11 @@ def robustness_rows(
                                  seed="" if seed is None else seed,
                                  method=method if noise else "", test_acc=acc,
                                  seconds=round(time.perf_counter() - t0, 3)))
+                bar.update()
                 if log:
                     log(f"{base['run']}: {rows[-1]['setting_label']} seed {rows[-1]['seed']}: "
                         f"test {100 * acc:.2f}% ({rows[-1]['seconds']:.1f}s)")
+    bar.close()
     return rows
 
 

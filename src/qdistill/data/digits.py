@@ -32,8 +32,12 @@ def load_digits(directory: Path | None, origin: str, allow_download: bool) -> Lo
 
 def load_digits_arrays() -> LoadedArrays:
     """Both splits of the digits data as uint8 (N,1,8,8)."""
-    import sklearn
-    from sklearn.datasets import load_digits
+    try:  # an optional dependency: the data ships inside scikit-learn
+        import sklearn
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("the digits dataset ships with scikit-learn, which is not "
+                        "installed: pip install 'qdistill[digits]'") from None
 
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]

@@ -1,0 +1,224 @@
+"""Benchmark: lockstep training (qdistill.lockstep) against one run at a time (not a test).
+
+Two parts, printed side by side:
+
+- ``throughput``: training steps of the paper-v1 student (MNIST 0-5, 3 qubits, the
+  notebooks' head, batch 1, 3 of 4 runs distilled with the paper's loss, as in the
+  grid) for R = 1, 8, 32, 72, 256 runs in one lockstep group, in student-steps per
+  second on one thread, beside a solo run's steps (``fit``'s inner loop). Evaluation is
+  not timed here.
+- ``grid``: the paper-v1 student grid (``qdistill reproduce paper-v1``'s 72 paper-v1
+  runs, teachers cached: trained first if missing, not timed) with ``--lockstep on``
+  and ``--lockstep off``, wall time and peak memory (RSS of this process and its
+  workers, summed, sampled every 0.2 s), into fresh temporary directories; then the
+  per-run test accuracies of the two compared.
+
+    python benchmarks/lockstep.py                      # both parts
+    python benchmarks/lockstep.py throughput --runs 1,8,32
+    python benchmarks/lockstep.py grid --teachers none,lenet --workers 2
+    python benchmarks/lockstep.py grid --shots --skip-solo
+
+Run it on an otherwise idle machine (batch-1 training is sensitive to any other load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fnmatch
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from qdistill.cli import _teacher_epochs
+from qdistill.config import DataConfig, StudentConfig, TrainConfig, to_dict
+from qdistill.lockstep.loop import Lockstep, init_run
+from qdistill.lockstep.prepare import Prepared
+from qdistill.losses import KDLoss
+from qdistill.reproduce import GridOptions, paper_v1_grid, run_grid, usable_cpus
+from qdistill.runs import build_task
+from qdistill.student_runs import resolve_teacher, teacher_config_for
+from qdistill.students import build_student
+from qdistill.train import as_float, cpu_threads, cross_entropy, make_adam, seed_everything
+
+PAPER_RUNS = "*_q?_[nlae]*"  # the paper's 72 runs: every paper-v1 student
+
+
+# ------------------------------------------------------------------ throughput
+def _prepared(r: int, task, soft: torch.Tensor, shots: int | None) -> Prepared:
+    seed_everything(r)
+    student = StudentConfig(name="paper-v1", qubits=3, head="paper", angles="pi",
+                            shots=shots)
+    model = build_student(student, task.num_classes, task.image_shape)
+    teacher = r % 4 != 0  # as the grid: one run in four without a teacher
+    loss = KDLoss(3.0, 0.9, "paper", model.class_outputs) if teacher else cross_entropy
+    cfg = TrainConfig(epochs=1, batch_size=1, seed=r, device="cpu")
+    return Prepared(cfg=None, out_dir=None, model=model, train=task.train, val=task.val,
+                    test=task.test, train_cfg=cfg, loss_fn=loss,
+                    soft_targets=soft if teacher else None, run_meta={}, desc="bench")
+
+
+def _solo_steps_per_s(prep: Prepared, steps: int) -> float:
+    """``fit``'s inner loop for one run (batch 1, one thread)."""
+    model, cfg = prep.model, prep.train_cfg
+    opt = make_adam(model, cfg)
+    x_train, y_train = prep.train.images, prep.train.labels
+    order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))
+    soft = prep.soft_targets
+    model.train()
+
+    def run(n: int) -> None:
+        for s in range(n):
+            idx = order[s:s + 1]
+            x, y = as_float(x_train[idx]), y_train[idx]
+            logits = model(x)
+            loss = prep.loss_fn(logits, y, soft[idx] if soft is not None else None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    run(50)
+    t = time.perf_counter()
+    run(steps)
+    return steps / (time.perf_counter() - t)
+
+
+def throughput(runs: list[int], steps: int, shots: int | None) -> list[tuple]:
+    task = build_task(DataConfig(dataset="mnist", classes="0-5", train_per_class=150,
+                                 test_per_class=150, val_per_class=50), 0)
+    soft = torch.randn(len(task.train.labels), task.num_classes,
+                       generator=torch.Generator().manual_seed(0)) * 3
+    rows = []
+    with cpu_threads(1):
+        solo = _solo_steps_per_s(_prepared(1, task, soft, shots), steps)
+        rows.append(("solo (fit)", 1, 1e3 / solo, solo))
+        for R in runs:
+            group = Lockstep([init_run(_prepared(r, task, soft, shots), None)
+                              for r in range(R)])
+            n = max(20, min(steps, int(steps * 8 / R)))
+            group.train_epoch(1, max_steps=10)  # warm-up
+            t = time.perf_counter()
+            group.train_epoch(2, max_steps=n)
+            dt = (time.perf_counter() - t) / n
+            rows.append(("lockstep", R, 1e3 * dt, R / dt))
+            print(f"  R={R}: {1e3 * dt:.2f} ms per step, {R / dt:,.0f} student-steps/s",
+                  flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ grid
+class PeakRSS:
+    """Peak of the summed RSS of this process and its descendants (sampled)."""
+
+    def __init__(self, every: float = 0.2):
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss(os.getpid()))
+            self._stop.wait(self.every)
+
+
+def _tree_rss(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            pages = int(Path(f"/proc/{entry}/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
+
+
+def grid(opt: GridOptions, workers: int, skip_solo: bool) -> list[tuple]:
+    runs = [r for r in paper_v1_grid(opt) if fnmatch.fnmatchcase(r.run_id, opt.only)]
+    seen = set()
+    for r in runs:  # teachers: cached or trained now, outside the timing
+        key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
+        if r.cfg.kd.teacher != "none" and key not in seen:
+            seen.add(key)
+            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed), log=print)
+    out = []
+    results = {}
+    for lockstep in ((True,) if skip_solo else (True, False)):
+        with tempfile.TemporaryDirectory() as tmp, PeakRSS() as mem:
+            t = time.perf_counter()
+            rows = run_grid("paper-v1", dataclasses.replace(opt, lockstep=lockstep),
+                            Path(tmp), workers=workers, log=lambda m: None)
+            wall = time.perf_counter() - t
+        results[lockstep] = {r["run_id"]: r for r in rows}
+        out.append(("on" if lockstep else "off", len(runs), wall, mem.peak / 2**20))
+        print(f"  --lockstep {'on' if lockstep else 'off'}: {len(runs)} runs in {wall:.1f} s, "
+              f"peak RSS {mem.peak / 2**20:,.0f} MiB", flush=True)
+    if len(results) == 2:
+        on, off = results[True], results[False]
+        same = sum(on[k]["test_acc"] == off[k]["test_acc"] for k in on)
+        epochs = sum(on[k]["best_epoch"] == off[k]["best_epoch"] for k in on)
+        diff = max(abs(on[k]["test_acc"] - off[k]["test_acc"]) for k in on)
+        print(f"  same test accuracy in {same}/{len(on)} runs, same selected epoch in "
+              f"{epochs}/{len(on)} (largest difference {100 * diff:.2f} points)")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("part", nargs="?", choices=["all", "throughput", "grid"], default="all")
+    ap.add_argument("--runs", default="1,8,32,72,256", help="throughput: group sizes R")
+    ap.add_argument("--steps", type=int, default=400, help="throughput: steps timed at R<=8")
+    ap.add_argument("--workers", type=int, default=usable_cpus())
+    ap.add_argument("--teachers", default="none,lenet,alexnet,ensemble")
+    ap.add_argument("--teacher-epochs", default="lenet=10,alexnet=1,ensemble=1")
+    ap.add_argument("--only", default=PAPER_RUNS, help=f"grid: run-id glob ({PAPER_RUNS!r})")
+    ap.add_argument("--shots", action="store_true", help="the paper's shots (both parts)")
+    ap.add_argument("--skip-solo", action="store_true", help="grid: lockstep only")
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {usable_cpus()} usable CPU(s)")
+    tp = gr = []
+    if args.part in ("all", "throughput"):
+        print("throughput (paper-v1, batch 1, one thread):")
+        tp = throughput([int(r) for r in args.runs.split(",")], args.steps,
+                        5000 if args.shots else None)
+    if args.part in ("all", "grid"):
+        opt = GridOptions(teacher_epochs=_teacher_epochs(args.teacher_epochs),
+                          teachers=tuple(args.teachers.split(",")), only=args.only,
+                          shots=args.shots)
+        print(f"grid (paper-v1{', shots' if args.shots else ''}, teachers "
+              f"{args.teachers}, {args.workers} worker(s)):")
+        gr = grid(opt, args.workers, args.skip_solo)
+    if tp:
+        print("\n| runs R | ms per step | student-steps/s |\n|---|---|---|")
+        for what, R, ms, rate in tp:
+            print(f"| {what if what != 'lockstep' else R} | {ms:.2f} | {rate:,.0f} |")
+    if gr:
+        print("\n| --lockstep | runs | wall time | peak memory |\n|---|---|---|---|")
+        for what, n, wall, mib in gr:
+            print(f"| {what} | {n} | {wall / 60:.1f} min ({wall:.0f} s) | {mib:,.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Train many student runs of one architecture in one process, in lockstep.
+
+    outcomes = run_lockstep([cfg_seed0, cfg_seed1, ...], ["runs/a", "runs/b", ...])
+    # each: (student, FitResult, run metadata), as run_distill returns, or the exception
+
+R runs that can share a step (same student configuration, same data options and
+sizes, same epochs, batch size and evaluation options, same kind of KD loss; the seed,
+the teacher or none, temperature, alpha, learning rate and weight decay may differ)
+are trained as one run-batched model (:mod:`.twin`) by one loop (:mod:`.loop`): one
+forward, one backward and one fused Adam call per step for all of them. Each run is
+prepared by ``run_distill`` itself (:mod:`.prepare`), so it gets the checks, initial
+weights, soft targets and run metadata of a solo run, and it writes exactly the files
+a solo run writes (``config.json``, ``metrics.jsonl``, ``last.*`` every epoch,
+``best.*``, ``result.json``), so a run is resumed by either path.
+
+Equivalence with solo runs (``tests/test_lockstep.py``): on CPU the same data order,
+the same dropout masks and the same shot draws (each run's random stream is reproduced,
+see :mod:`.twin`), per-epoch accuracies equal, selected epochs equal and final weights
+within 1e-5 of the solo run's. What differs is float rounding: a grouped convolution
+or a batched GEMM sums in another order than the solo kernels (about 1e-7 relative per
+step), and on CUDA the dropout masks follow the CPU stream, not CUDA's fused dropout.
+
+Anything the run-batched model cannot represent (noise, a student whose parts it cannot
+batch, a loop failure) falls back to training those runs solo, resuming from their
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import distributed
+from ..config import DistillConfig, to_dict
+from ..quantum.memory import available_memory_bytes
+from ..student_runs import run_distill
+from ..train import resolve_device, seed_everything
+from .loop import RunState, activation_bytes, finish_run, init_run, train_group
+from .prepare import Prepared, prepare
+from .twin import Twin, Unsupported
+
+__all__ = ["MAX_GROUP", "Outcome", "Prepared", "Twin", "Unsupported", "describe_groups",
+           "lockstep_key", "max_group_size", "plan_groups", "run_bytes", "run_lockstep"]
+
+Outcome = Any  # (student, FitResult, run metadata) or the exception the run raised
+# Runs per group at most (beyond this the step is bound by memory bandwidth: more runs
+# per group buy nothing, see docs/performance.md).
+MAX_GROUP = 256
+# Fraction of the available memory the lockstep groups running at once may take.
+MEMORY_FRACTION = 0.5
+
+
+def lockstep_key(cfg: DistillConfig) -> str | None:
+    """Runs with the same key can share a step; ``None``: this run trains solo (noise).
+
+    The key holds everything but what may differ per run: the seed, the teacher, the
+    KD temperature and alpha, the learning rate and weight decay.
+    """
+    from ..students import resolve_student
+
+    try:
+        student = resolve_student(cfg.student, strict=True)
+    except Exception:
+        return None  # refused options: the solo run reports them
+    if student.noise:
+        return None
+    train = {k: v for k, v in to_dict(cfg.train).items()
+             if k not in ("seed", "lr", "weight_decay")}
+    return json.dumps({"student": to_dict(student), "data": to_dict(cfg.data),
+                       "train": train, "loss": cfg.kd.variant}, sort_keys=True)
+
+
+def _compat_key(prep: Prepared) -> str | None:
+    """The key of a prepared run (its resolved config and its data's sizes)."""
+    if prep.callbacks or prep.unhandled or distributed.is_distributed():
+        return None
+    model = prep.model
+    circuit = getattr(model, "circuit", None)
+    if circuit is None or getattr(circuit, "noise", None) is not None:
+        return None
+    train = {k: v for k, v in to_dict(prep.train_cfg).items()
+             if k not in ("seed", "lr", "weight_decay")}
+    sizes = [len(prep.train.labels), len(prep.val.labels),
+             len(prep.test.labels) if prep.test is not None else -1,
+             list(prep.train.images.shape[1:])]
+    return json.dumps({"model": type(model).__qualname__,
+                       "student": prep.run_meta.get("student"), "train": train,
+                       "sizes": sizes}, sort_keys=True, default=str)
+
+
+def run_bytes(model: torch.nn.Module, image_shape: Sequence[int], num_classes: int,
+              n_train: int, n_eval: int, batch: int) -> int:
+    """Estimated bytes one run adds to a lockstep group: its parameters about seven
+    times (stacked, gradient, two Adam moments, its own student, the best weights, a
+    checkpoint copy), its images (uint8) and soft targets, and the activations of its
+    training batch (forward and backward, 3x the forward's module outputs)."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    pixels = math.prod(image_shape)
+    data = (n_train + n_eval) * pixels + n_train * num_classes * 4
+    try:
+        act = activation_bytes(model, image_shape)
+    except Exception:  # e.g. a PCA reduction not fitted yet: a rough bound instead
+        qubits = int(getattr(getattr(model, "circuit", None), "n_qubits", 1))
+        act = 16 * pixels * 4 + 8 * (2 ** qubits) * 8
+    return 7 * params + data + 3 * act * batch
+
+
+def max_group_size(cfg: DistillConfig, groups_at_once: int = 1) -> int:
+    """How many runs like ``cfg`` one lockstep group may hold: ``MAX_GROUP``, or fewer
+    when ``groups_at_once`` such groups would not fit in ``MEMORY_FRACTION`` of the
+    memory available on the run's device (checked before any group starts)."""
+    from ..runs import build_task
+    from ..students import build_student
+
+    task = build_task(cfg.data, cfg.train.seed)
+    state = torch.get_rng_state()
+    try:
+        student = build_student(cfg.student, task.num_classes, task.image_shape)
+    finally:
+        torch.set_rng_state(state)
+    per_run = run_bytes(student, task.image_shape, task.num_classes, len(task.train.labels),
+                        len(task.val.labels) + len(task.test.labels), cfg.train.batch_size)
+    device = resolve_device(cfg.train.device)
+    budget = MEMORY_FRACTION * available_memory_bytes(device) / max(1, groups_at_once)
+    return int(max(1, min(MAX_GROUP, budget // per_run)))
+
+
+def plan_groups(items: Sequence[tuple[str, DistillConfig]], workers: int = 1,
+                cap: Callable[[DistillConfig], int] | None = None) -> list[list[str]]:
+    """Split runs ``(id, config)`` into lockstep groups: same :func:`lockstep_key`,
+    at most ``cap(cfg)`` runs each (default :func:`max_group_size` for ``workers``
+    groups at once), then the largest halved until every worker has a group; the
+    largest first. A group of one is a solo run."""
+    buckets: dict[str | None, list[tuple[str, DistillConfig]]] = defaultdict(list)
+    singles: list[list[str]] = []
+    for run_id, cfg in items:
+        key = lockstep_key(cfg)
+        if key is None:
+            singles.append([run_id])
+        else:
+            buckets[key].append((run_id, cfg))
+    groups: list[list[str]] = []
+    for members in buckets.values():
+        try:
+            size = cap(members[0][1]) if cap else max_group_size(members[0][1], workers)
+        except Exception:  # the runs will report their own errors
+            size = 1
+        n = math.ceil(len(members) / max(1, size))
+        per = math.ceil(len(members) / n)
+        ids = [m[0] for m in members]
+        groups += [ids[i:i + per] for i in range(0, len(ids), per)]
+    while len(groups) + len(singles) < workers:
+        groups.sort(key=len, reverse=True)
+        if not groups or len(groups[0]) < 2:
+            break
+        big = groups.pop(0)
+        half = math.ceil(len(big) / 2)
+        groups += [big[:half], big[half:]]
+    return sorted(groups + singles, key=len, reverse=True)
+
+
+def run_lockstep(cfgs: Sequence[DistillConfig], out_dirs: Sequence[str | Path | None],
+                 log: Callable[[str], None] | None = print,
+                 max_group: int | None = None) -> list[Outcome]:
+    """Train every run ``cfgs[i]`` into ``out_dirs[i]``, those that can share a step
+    in lockstep; returns per run what ``run_distill`` returns, or the exception that
+    run raised (a solo run would have raised the same). A run already finished
+    (``result.json`` written with its last epoch) is read back and not trained again;
+    an interrupted one resumes after its last complete epoch.
+    """
+    if len(cfgs) != len(out_dirs):
+        raise ValueError("one output directory per config")
+    outcomes: list[Outcome] = [None] * len(cfgs)
+    preps: dict[int, Prepared] = {}
+    for i, (cfg, out) in enumerate(zip(cfgs, out_dirs, strict=True)):
+        try:
+            preps[i] = prepare(cfg, out)
+        except Exception as exc:  # what the solo run raises before training
+            outcomes[i] = exc
+    buckets: dict[str, list[int]] = defaultdict(list)
+    solo: list[int] = []
+    for i, prep in preps.items():
+        key = _compat_key(prep)
+        (solo.append(i) if key is None else buckets[key].append(i))
+    for members in buckets.values():
+        size = max_group or _fitting(preps[members[0]], len(members))
+        for start in range(0, len(members), size):
+            chunk = members[start:start + size]
+            solo += _lockstep(chunk, preps, outcomes, log)
+    for i in solo:
+        outcomes[i] = _solo(preps[i], log)
+    return outcomes
+
+
+def _fitting(prep: Prepared, wanted: int) -> int:
+    model = prep.model
+    image_shape = tuple(prep.train.images.shape[1:])
+    k = len(getattr(model, "class_outputs", []) or []) or 1
+    per_run = run_bytes(model, image_shape, k, len(prep.train.labels),
+                        len(prep.val.labels) + (len(prep.test.labels) if prep.test else 0),
+                        prep.train_cfg.batch_size)
+    device = resolve_device(prep.train_cfg.device)
+    budget = MEMORY_FRACTION * available_memory_bytes(device)
+    return int(max(1, min(wanted, MAX_GROUP, budget // per_run)))
+
+
+def _solo(prep: Prepared, log: Callable[[str], None] | None) -> Outcome:
+    """The run trained by ``run_distill`` (resuming from its last checkpoint)."""
+    try:
+        return run_distill(prep.cfg, prep.out_dir, log=log)
+    except Exception as exc:
+        return exc
+
+
+def _lockstep(members: list[int], preps: dict[int, Prepared], outcomes: list[Outcome],
+              log: Callable[[str], None] | None) -> list[int]:
+    """Train ``members`` in lockstep; returns those left for a solo run."""
+    cfg0 = preps[members[0]].train_cfg
+    seed_everything(cfg0.seed, cfg0.deterministic)  # what fit sets globally
+    runs: dict[int, RunState] = {}
+    for i in members:
+        run = init_run(preps[i], log)
+        if run.error is not None:
+            outcomes[i] = run.error
+        else:
+            runs[i] = run
+    by_start: dict[int, list[int]] = defaultdict(list)
+    for i, run in runs.items():
+        by_start[run.start_epoch].append(i)
+    left: list[int] = []
+    for start, ids in sorted(by_start.items()):
+        group = [runs[i] for i in ids]
+        if start <= cfg0.epochs:
+            try:
+                train_group(group, start, log)
+            except Exception as exc:  # Unsupported, or anything the twin cannot run
+                if log:
+                    log(f"lockstep: {len(group)} run(s) trained solo instead "
+                        f"({type(exc).__name__}: {exc})")
+                left += [i for i, run in zip(ids, group, strict=True) if run.error is None]
+                for i, run in zip(ids, group, strict=True):
+                    if run.error is not None:
+                        outcomes[i] = run.error
+                continue
+        for i, run in zip(ids, group, strict=True):
+            if run.error is not None:
+                outcomes[i] = run.error
+                continue
+            try:
+                finish_run(run)
+            except Exception as exc:
+                outcomes[i] = exc
+                continue
+            outcomes[i] = (run.model, run.result, preps[i].run_meta)
+    return left
+
+
+def describe_groups(groups: Sequence[Sequence[str]]) -> str:
+    """"6 lockstep group(s) of 12..12 runs, 0 solo"."""
+    sizes = [len(g) for g in groups if len(g) > 1]
+    solo = sum(1 for g in groups if len(g) == 1)
+    if not sizes:
+        return f"{solo} solo"
+    return f"{len(sizes)} lockstep group(s) of {min(sizes)}..{max(sizes)} runs, {solo} solo"
+

@@ -1,0 +1,572 @@
+"""The lockstep training loop: ``train.fit``, step for step, for R prepared runs at once.
+
+Per run, everything a solo ``fit`` keeps is kept apart: the seed (a ``torch.Generator``
+seeded as ``fit`` seeds the global RNG, whose state goes into the checkpoints as
+``rng.torch``), the data order (``train._epoch_order``), the soft targets, the loss's
+temperature and alpha (per-run tensors), Adam's lr / weight decay and moments (stacked:
+Adam is elementwise), the validation-based selection, the history and the files
+(written by ``train._write_epoch`` and ``checkpoint`` as ``fit`` writes them). What is
+shared is the step: one forward and one backward of the run-batched twin
+(:mod:`.twin`) and one fused Adam call per distinct set of Adam settings.
+
+A run whose training loss or evaluation outputs become non-finite stops with ``fit``'s
+error at that epoch (its last good checkpoint kept); the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import checkpoint, train
+from ..config import to_dict
+from ..errors import CheckpointError, QdistillError
+from ..losses import HintonKD
+from ..train import (
+    FitResult,
+    _epoch_order,
+    _strip,
+    _unflatten_optimizer,
+    _write_epoch,
+    as_float,
+    class_logits,
+    make_adam,
+    resolve_device,
+    take_columns,
+)
+from .prepare import Prepared
+from .twin import Twin, Unsupported, fold
+
+# Folded rows per evaluation chunk are chosen so that one chunk's activations stay
+# under this many bytes (the results do not depend on it; the shot sampling keeps the
+# solo run's eval batches whatever the chunk). Measured, 12 paper-v1 runs x 1,200
+# images, one thread: 4 / 16 / 64 / 256 MiB -> 1.28 / 0.78 / 0.59 / 0.89 s (solo runs
+# one after the other: 0.54 s); larger chunks fall out of the caches.
+EVAL_CHUNK_BYTES = 64 * 1024**2
+
+
+@dataclass
+class RunState:
+    """One run of a lockstep group: what ``fit`` keeps for it."""
+
+    prep: Prepared
+    device: torch.device
+    opt: torch.optim.Optimizer
+    gen: torch.Generator  # the run's stand-in for the solo run's global torch RNG
+    run_meta: dict[str, Any]
+    run_id: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0
+    best_val: float = -math.inf
+    start_epoch: int = 1
+    error: BaseException | None = None
+    result: FitResult | None = None
+
+    @property
+    def out(self) -> Path | None:
+        return self.prep.out_dir
+
+    @property
+    def model(self) -> nn.Module:
+        return self.prep.model
+
+
+def init_run(prep: Prepared, log: Callable[[str], None] | None) -> RunState:
+    """``fit``'s set-up for one run (device, optimiser, seed, resume); a run ``fit``
+    would refuse gets its error (``RunState.error``)."""
+    cfg = prep.train_cfg
+    device = resolve_device(cfg.device)
+    model = prep.model.to(device)
+    opt = make_adam(model, cfg)
+    run_meta = dict(prep.run_meta, train=to_dict(cfg))
+    run_id = json.loads(json.dumps(run_meta, sort_keys=True, default=str))
+    state = RunState(prep, device, opt, torch.Generator().manual_seed(cfg.seed), run_meta,
+                     run_id)
+    if len(prep.train.labels) == 0:
+        state.error = QdistillError("the training split is empty")
+        return state
+    soft = prep.soft_targets
+    if soft is not None and len(soft) != len(prep.train.labels):
+        state.error = QdistillError(f"{len(soft)} soft targets for {len(prep.train.labels)} "
+                                    "training images")
+        return state
+    out = prep.out_dir
+    if out is not None and checkpoint.exists(out / "last"):
+        try:
+            tensors, meta = checkpoint.load(out / "last")
+            if meta.get("run") != run_id:
+                raise CheckpointError(
+                    f"{out} holds a checkpoint of a different run; choose another output "
+                    "directory or delete it")
+            checkpoint.load_into(model, _strip("model.", tensors), str(out / "last"))
+            opt.load_state_dict(_unflatten_optimizer(tensors, meta["optim"]))
+        except QdistillError as exc:
+            state.error = exc
+            return state
+        state.gen.set_state(tensors["rng.torch"])
+        state.best_state = _strip("best.", tensors)
+        state.history = meta["history"]
+        state.best_epoch, state.best_val = meta["best_epoch"], meta["best_val"]
+        state.start_epoch = meta["epoch"] + 1
+        if log and state.start_epoch <= cfg.epochs:
+            log(f"{prep.desc}: resuming {out} after epoch {meta['epoch']}")
+    return state
+
+
+def finish_run(run: RunState) -> None:
+    """``fit``'s ending: the selected weights into the student, ``best.*`` and
+    ``result.json`` written, ``run.result`` set."""
+    assert run.best_state is not None
+    model, out = run.model, run.out
+    model.load_state_dict(run.best_state)
+    best = run.history[run.best_epoch - 1]
+    run.result = FitResult(
+        history=run.history, best_epoch=run.best_epoch, val_acc=best["val_acc"],
+        test_acc=best["test_acc"],
+        paper_best_test_acc=max(h["test_acc"] for h in run.history),
+        out_dir=str(out) if out else None)
+    if out is not None:
+        checkpoint.save(out / "best", model.state_dict(),
+                        dict(run.run_meta, metrics=run.result.summary()))
+        fingerprint = {k: run.run_meta[k] for k in ("data_fingerprint",)
+                       if k in run.run_meta}
+        checkpoint.atomic_write_json(out / "result.json", dict(run.result.summary(),
+                                                               **fingerprint,
+                                                               history=run.history))
+
+
+# --------------------------------------------------------------------------- Adam
+class GroupAdam:
+    """``torch.optim.Adam(fused=True)`` for stacked parameters: the same kernel
+    (``torch._fused_adam_``) and state, one call per distinct set of Adam settings
+    (per-run views when the runs' lr or weight decay differ)."""
+
+    def __init__(self, twin: Twin, opts: Sequence[torch.optim.Optimizer],
+                 models: Sequence[nn.Module]):
+        self.twin = twin
+        groups = []
+        for opt in opts:
+            if len(opt.param_groups) != 1:
+                raise Unsupported("more than one optimiser parameter group")
+            g = opt.param_groups[0]
+            if not g.get("fused") or g.get("amsgrad") or g.get("differentiable"):
+                raise Unsupported("Adam without the fused kernel (or with amsgrad)")
+            groups.append(g)
+        self.names = [n for n, t in twin.params.items() if t.requires_grad]
+        self.hparams = [(g["lr"], tuple(g["betas"]), g["eps"], g["weight_decay"],
+                         bool(g.get("maximize", False)),
+                         bool(g.get("decoupled_weight_decay", False))) for g in groups]
+        split: dict[tuple, list[int]] = defaultdict(list)
+        for r, hp in enumerate(self.hparams):
+            split[hp].append(r)
+        self.split = list(split.items())
+        self.exp_avg: dict[str, torch.Tensor] = {}
+        self.exp_avg_sq: dict[str, torch.Tensor] = {}
+        self.step_t: dict[str, torch.Tensor] = {}
+        self.has_state: dict[str, bool] = {}
+        for n in self.names:
+            stacked = twin.params[n]
+            states = []
+            for opt, model in zip(opts, models, strict=True):
+                p = model.get_parameter(n)
+                states.append(opt.state.get(p, {}))
+            present = [bool(s) for s in states]
+            if any(present) and not all(present):
+                raise Unsupported(f"Adam state of {n} in some runs only")
+            self.has_state[n] = all(present)
+            if self.has_state[n]:
+                steps = {float(s["step"]) for s in states}
+                if len(steps) != 1:
+                    raise Unsupported("runs at different Adam steps")
+                self.step_t[n] = states[0]["step"].detach().clone().to(stacked.device)
+                self.exp_avg[n] = torch.stack([twin.from_run_layout(n, s["exp_avg"])
+                                               for s in states]).contiguous()
+                self.exp_avg_sq[n] = torch.stack([twin.from_run_layout(n, s["exp_avg_sq"])
+                                                  for s in states]).contiguous()
+            else:
+                self.step_t[n] = torch.zeros((), dtype=torch.float32, device=stacked.device)
+                self.exp_avg[n] = torch.zeros_like(stacked)
+                self.exp_avg_sq[n] = torch.zeros_like(stacked)
+
+    def zero_grad(self) -> None:
+        for t in self.twin.params.values():
+            t.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        params = self.twin.params
+        names = [n for n in self.names if params[n].grad is not None]
+        if not names:
+            return
+        torch._foreach_add_([self.step_t[n] for n in names], 1)
+        whole = len(self.split) == 1
+        for (lr, (beta1, beta2), eps, wd, maximize, decoupled), runs in self.split:
+            if whole:
+                ps = [params[n] for n in names]
+                gs = [params[n].grad for n in names]
+                ea = [self.exp_avg[n] for n in names]
+                es = [self.exp_avg_sq[n] for n in names]
+                st = [self.step_t[n] for n in names]
+            else:
+                ps = [params[n][r] for r in runs for n in names]
+                gs = [params[n].grad[r] for r in runs for n in names]
+                ea = [self.exp_avg[n][r] for r in runs for n in names]
+                es = [self.exp_avg_sq[n][r] for r in runs for n in names]
+                st = [self.step_t[n] for _ in runs for n in names]
+            fn = torch._fused_adamw_ if decoupled else torch._fused_adam_
+            fn(ps, gs, ea, es, [], st, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
+               weight_decay=wd, eps=eps, maximize=maximize, grad_scale=None, found_inf=None)
+        for n in names:
+            self.has_state[n] = True
+
+    @torch.no_grad()
+    def sync(self, r: int, model: nn.Module, opt: torch.optim.Optimizer) -> None:
+        """Run r's weights into its own student and its Adam state into its own
+        optimiser (what ``_write_epoch`` saves)."""
+        for n, t in self.twin.run_state(r).items():
+            model.get_parameter(n).copy_(t)
+        for n in self.names:
+            p = model.get_parameter(n)
+            if not self.has_state[n]:
+                continue
+            opt.state[p] = {
+                "step": self.step_t[n].clone(),
+                "exp_avg": self.twin.to_run_layout(n, self.exp_avg[n][r]).contiguous().clone(),
+                "exp_avg_sq": self.twin.to_run_layout(n, self.exp_avg_sq[n][r])
+                .contiguous().clone(),
+            }
+
+
+# --------------------------------------------------------------------------- loss
+class GroupLoss:
+    """Every run's training loss from the folded outputs, ``(R,)``.
+
+    Plain cross-entropy (``--teacher none``) and the Hinton-family KD losses
+    (``hinton``, ``paper``) are computed for all runs at once, with per-run T, alpha
+    and CE weight; a no-teacher run in a KD group is the KD formula with weight 1 on CE
+    and 0 on the KL term (to zero soft targets), which is its cross-entropy exactly.
+    Any other loss is called run by run.
+    """
+
+    def __init__(self, fns: Sequence[Any], class_outputs: list[int], device: torch.device):
+        self.fns = list(fns)
+        self.cols = list(class_outputs)
+        kd = [f for f in self.fns if f is not train.cross_entropy]
+        R = len(self.fns)
+        if not kd:
+            self.mode = "ce"
+        elif all(isinstance(f, HintonKD) for f in kd) and len({type(f) for f in kd}) == 1 \
+                and all(f.class_outputs in (None, self.cols) for f in kd):
+            self.mode = "kd"
+            hard, coef, temp = [], [], []
+            for f in self.fns:
+                if f is train.cross_entropy:
+                    hard.append(1.0)
+                    coef.append(0.0)
+                    temp.append(1.0)
+                else:  # HintonKD.combine: hard * ce + alpha * t * t * kl
+                    hard.append(1.0 if f.hard_weight_is_one else 1.0 - f.alpha)
+                    coef.append(f.alpha * f.temperature * f.temperature)
+                    temp.append(f.temperature)
+            self.hard = torch.tensor(hard, dtype=torch.float32, device=device)
+            self.coef = torch.tensor(coef, dtype=torch.float32, device=device)
+            self.temp = torch.tensor(temp, dtype=torch.float32, device=device).view(R, 1, 1)
+        else:
+            self.mode = "loop"
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None
+                 ) -> torch.Tensor:
+        R, b = y.shape
+        if self.mode == "loop":
+            rows = out.view(R, b, -1)
+            return torch.stack([
+                fn(rows[r], y[r], soft[r] if soft is not None and fn is not
+                   train.cross_entropy else None) for r, fn in enumerate(self.fns)])
+        ce = F.cross_entropy(out, y.reshape(-1), reduction="none").view(R, b).mean(1)
+        if self.mode == "ce":
+            return ce
+        s = take_columns(out, self.cols).reshape(R, b, -1)
+        if soft is None or soft.shape != s.shape:
+            raise Unsupported("soft targets do not match the student's class outputs")
+        kl = F.kl_div(F.log_softmax(s / self.temp, dim=-1),
+                      F.log_softmax(soft / self.temp, dim=-1),
+                      reduction="none", log_target=True).reshape(R, -1).sum(1) / b
+        return self.hard * ce + self.coef * kl
+
+
+# --------------------------------------------------------------------------- data
+def _unique(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(U distinct image sets stacked, their labels, run -> set index)."""
+    uniq: list[tuple[torch.Tensor, torch.Tensor]] = []
+    index = []
+    for x, y in zip(images, labels, strict=True):
+        for j, (ux, uy) in enumerate(uniq):
+            if (ux is x or (ux.shape == x.shape and torch.equal(ux, x))) and \
+                    (uy is y or (uy.shape == y.shape and torch.equal(uy, y))):
+                index.append(j)
+                break
+        else:
+            uniq.append((x, y))
+            index.append(len(uniq) - 1)
+    xs = torch.stack([u[0] for u in uniq]).to(device)
+    ys = torch.stack([u[1] for u in uniq]).to(device)
+    return xs, ys, torch.tensor(index, device=device)
+
+
+def activation_bytes(model: nn.Module, image_shape: Sequence[int]) -> int:
+    """Bytes of every module's output for one image (an over-estimate of what one
+    sample's forward holds; the backward keeps about as much again)."""
+    from ..quantum.measure import Measurement
+
+    total = 0
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        nonlocal total
+        for t in (out if isinstance(out, tuple | list) else (out,)):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+
+    shots = [(m, m.shots) for m in model.modules() if isinstance(m, Measurement)]
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    was = model.training
+    try:
+        for m, _ in shots:
+            m.shots = None
+        model.eval()
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.full((2, *image_shape), 0.5, device=device))
+        return max(1, total // 2)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, n in shots:
+            m.shots = n
+        model.train(was)
+
+
+# --------------------------------------------------------------------------- loop
+class Lockstep:
+    """R runs (all after the same epoch) as one run-batched model, its stacked Adam,
+    its loss and its data: :meth:`train_epoch` and :meth:`evaluate` are ``fit``'s
+    epoch, for every run at once."""
+
+    def __init__(self, runs: list[RunState]):
+        self.runs = runs
+        R = self.R = len(runs)
+        first = runs[0]
+        self.cfg = cfg = first.prep.train_cfg
+        self.device = device = first.device
+        self.template = template = first.model
+        twin = self.twin = Twin([r.model for r in runs], [r.gen for r in runs])
+        with torch.no_grad():
+            twin.self_check([as_float(r.prep.train.images[:2].to(device)) for r in runs])
+        self.shots = any(m.measurement.shots is not None for m in twin.measurements)
+        if self.shots:
+            circuit = getattr(twin.template, "circuit", None)
+            if len(twin.measurements) != 1 or getattr(circuit, "measurement", None) \
+                    is not twin.measurements[0]:
+                raise Unsupported("shots outside the circuit's own measurement")
+        self.adam = GroupAdam(twin, [r.opt for r in runs], [r.model for r in runs])
+        self.loss_fn = GroupLoss([r.prep.loss_fn for r in runs],
+                                 list(getattr(template, "class_outputs", None) or []), device)
+        if self.loss_fn.mode == "kd" and not self.loss_fn.cols:
+            raise Unsupported("a KD loss for a student without class_outputs")
+        self.x, self.y, self.task = _unique([r.prep.train.images for r in runs],
+                                            [r.prep.train.labels for r in runs], device)
+        self.n_train = n_train = self.x.shape[1]
+        self.soft = None
+        if self.loss_fn.mode != "ce":
+            k = next(r.prep.soft_targets.shape[-1] for r in runs
+                     if r.prep.soft_targets is not None)
+            self.soft = torch.stack([
+                r.prep.soft_targets.to(device).float() if r.prep.soft_targets is not None
+                else torch.zeros(n_train, k, device=device) for r in runs])
+        self.evals: dict[str, Any] = {}
+        for split in ("val", "test"):
+            sets = [getattr(r.prep, split) for r in runs]
+            self.evals[split] = None if any(s is None for s in sets) else _unique(
+                [s.images for s in sets], [s.labels for s in sets], device)
+        per_sample = activation_bytes(template, tuple(self.x.shape[2:]))
+        self.eval_rows = max(1, min(cfg.eval_batch_size,
+                                    EVAL_CHUNK_BYTES // (R * per_sample)))
+        self.arange = torch.arange(R, device=device)
+
+    def train_epoch(self, epoch: int, max_steps: int | None = None
+                    ) -> tuple[list[float], list[int], int]:
+        """One epoch of training steps (``max_steps``: stop early, for benchmarks):
+        every run's summed loss, correct count and the samples seen per run."""
+        R, b, twin, template = self.R, self.cfg.batch_size, self.twin, self.template
+        twin.train()
+        orders = torch.stack([_epoch_order(self.n_train, r.prep.train_cfg.seed, epoch)
+                              for r in self.runs]).to(self.device)
+        loss_sum = torch.zeros(R, device=self.device)
+        correct = torch.zeros(R, device=self.device, dtype=torch.long)
+        seen = 0
+        rows, runs_col = self.task[:, None], self.arange[:, None]
+        steps = math.ceil(self.n_train / b)
+        for s in range(steps if max_steps is None else min(steps, max_steps)):
+            idx = orders[:, s * b:(s + 1) * b]
+            bb = idx.shape[1]
+            x = as_float(self.x[rows, idx])
+            y = self.y[rows, idx]
+            out = twin(fold(x))
+            losses = self.loss_fn(out, y, self.soft[runs_col, idx]
+                                  if self.soft is not None else None)
+            self.adam.zero_grad()
+            losses.sum().backward()
+            self.adam.step()
+            loss_sum += losses.detach() * bb
+            correct += (class_logits(template, out.detach()).reshape(R, bb, -1).argmax(-1)
+                        == y).sum(1)
+            seen += bb
+        return loss_sum.tolist(), correct.tolist(), seen
+
+    def evaluate(self, split: str, problems: dict[int, str]) -> list[float]:
+        if self.evals[split] is None:
+            return [float("nan")] * self.R
+        return _accuracies(self.twin, self.runs, self.evals[split], self.cfg.eval_batch_size,
+                           self.eval_rows, self.shots, problems)
+
+
+def train_group(runs: list[RunState], start_epoch: int, log: Callable[[str], None] | None
+                ) -> None:
+    """Train ``runs`` (all after epoch ``start_epoch - 1``) in lockstep to the end;
+    each run ends with ``run.result`` or ``run.error``. Raises ``Unsupported`` (or
+    anything unexpected) for the caller to train the unfinished runs solo."""
+    group = Lockstep(runs)
+    twin, cfg = group.twin, group.cfg
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        losses_epoch, corrects, seen = group.train_epoch(epoch)
+        for r, run in enumerate(runs):  # a sampling failure (NaN probabilities) is fatal
+            if twin.errors.get(r) is not None and run.error is None:
+                run.error = twin.errors[r]
+        problems: dict[int, str] = {}
+        for r, run in enumerate(runs):
+            if run.error is None:
+                tl = losses_epoch[r] / seen
+                if not math.isfinite(tl):
+                    problems[r] = f"training loss became non-finite (NaN or inf: {tl})"
+        for r in problems:
+            twin.alive[r] = False
+        val = group.evaluate("val", problems)
+        test = group.evaluate("test", problems)
+        seconds = round(time.perf_counter() - t0, 3)
+        for r, run in enumerate(runs):
+            if run.error is not None:
+                continue
+            if r in problems:
+                run.error = _diverged(run, problems[r], epoch)
+                twin.alive[r] = False
+                continue
+            record = {"epoch": epoch, "train_loss": losses_epoch[r] / seen,
+                      "train_acc": corrects[r] / seen, "val_acc": val[r],
+                      "test_acc": test[r], "seconds": seconds}
+            run.history.append(record)
+            group.adam.sync(r, run.model, run.opt)
+            score = val[r] if not math.isnan(val[r]) else float(epoch)
+            if score > run.best_val:
+                run.best_val, run.best_epoch = score, epoch
+                run.best_state = {k: v.detach().clone()
+                                  for k, v in run.model.state_dict().items()}
+            if log:
+                log(f"{run.prep.desc} epoch {epoch}/{cfg.epochs}: loss "
+                    f"{record['train_loss']:.4f} train {record['train_acc']:.4f} val "
+                    f"{val[r]:.4f} test {test[r]:.4f} ({seconds:.1f}s)")
+            if run.out is not None:
+                _write_epoch(run.out, run.model, run.opt, run.best_state, run.history,
+                             epoch, run.best_epoch, run.best_val, run.run_id,
+                             [run.gen.get_state()])
+        if all(run.error is not None for run in runs):
+            break
+
+
+def _diverged(run: RunState, problem: str, epoch: int) -> QdistillError:
+    """``fit``'s error for a run whose loss or outputs became non-finite."""
+    where = ""
+    if run.out is not None:
+        where = (f"; the checkpoint of epoch {epoch - 1} is kept in {run.out}"
+                 if epoch > 1 else "; no epoch had finished, so no checkpoint")
+    return QdistillError(
+        f"{run.prep.desc}: {problem} in epoch {epoch}{where}; lower the learning rate or "
+        "check the inputs (on a GPU, an all-zero sample under amplitude encoding "
+        "also shows up here)")
+
+
+@torch.no_grad()
+def _accuracies(twin: Twin, runs: list[RunState], data: Any, eval_batch: int, chunk: int,
+                shots: bool, problems: dict[int, str]) -> list[float]:
+    """``train.evaluate`` for every run (NaN for an empty split); a run whose outputs
+    are non-finite gets its entry in ``problems``."""
+    R = len(runs)
+    x_u, y_u, task = data
+    n = x_u.shape[1]
+    if n == 0:
+        return [float("nan")] * R
+    twin.eval()
+    template = twin.template
+    try:
+        if not shots:
+            parts = []
+            for i in range(0, n, chunk):
+                x = as_float(x_u[task, i:i + chunk])
+                parts.append(class_logits(template, twin(fold(x))).reshape(R, x.shape[1], -1))
+            logits = torch.cat(parts, dim=1)
+        else:
+            # The circuit's exact probabilities in any chunks, then each run's shots drawn
+            # over the solo run's eval batches (same draws), then the head.
+            twin.capture = True
+            try:
+                probs = _probs(twin, x_u, task, n, chunk)
+            finally:
+                twin.capture = False
+            proxy = twin.measurements[0]
+            outs = torch.stack([
+                torch.cat([proxy.sample_run(r, probs[r, i:i + eval_batch])
+                           for i in range(0, n, eval_batch)])
+                if twin.alive[r] and r not in problems else
+                proxy.runs[r]._readout(probs[r]) for r in range(R)])
+            parts = []
+            for i in range(0, n, chunk):
+                o = outs[:, i:i + chunk]
+                parts.append(class_logits(template, twin.logits_from_circuit(fold(o)))
+                             .reshape(R, o.shape[1], -1))
+            logits = torch.cat(parts, dim=1)
+    finally:
+        twin.train()
+    accs = []
+    for r in range(R):
+        if r in problems or runs[r].error is not None:
+            accs.append(float("nan"))
+            continue
+        lr = logits[r]
+        if not bool(torch.isfinite(lr).all()):
+            problems[r] = "the model's outputs became non-finite (NaN or inf)"
+            accs.append(float("nan"))
+            continue
+        labels = y_u[task[r]]
+        accs.append((lr.argmax(1).cpu() == labels.cpu()).float().mean().item())
+    return accs
+
+
+def _probs(twin: Twin, x_u: torch.Tensor, task: torch.Tensor, n: int, chunk: int
+           ) -> torch.Tensor:
+    """The circuit's exact probabilities for every run's images, ``(R, n, K)``."""
+    parts = []
+    for i in range(0, n, chunk):
+        x = as_float(x_u[task, i:i + chunk])
+        parts.append(twin.circuit_outputs(fold(x)).reshape(twin.R, x.shape[1], -1))
+    return torch.cat(parts, dim=1)

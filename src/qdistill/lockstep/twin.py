@@ -1,0 +1,486 @@
+"""A student's run-batched twin: R students of one architecture as one module.
+
+The twin is a copy of the first run's student whose *parameterised leaves* are
+replaced by proxies holding the R runs' parameters stacked along a leading run axis;
+the student's own ``forward`` (and ``circuit_input`` / ``circuit`` /
+``logits_from_circuit``) then runs unchanged on a *folded* batch ``(R*B, ...)``, run
+r's B samples at rows ``r*B .. r*B+B-1``. Everything without parameters (pooling,
+activations, encodings, the simulator, heads) is per-sample code and runs on the folded
+batch as it is.
+
+Proxies (``Twin`` picks them while walking the module tree):
+
+- ``nn.Linear``: one batched GEMM per call (``baddbmm`` over runs); weights stored
+  transposed, ``(R, in, out)``, so their gradients come out contiguous.
+- ``nn.Conv2d``: one grouped convolution with ``groups=R`` (runs as channel groups).
+- ``nn.Dropout`` / ``nn.Dropout2d``: each run's noise drawn exactly as PyTorch's CPU
+  kernel draws it in a solo run (``empty(shape).bernoulli_(1 - p)`` then
+  ``div_(1 - p)``, shape ``(B, C, 1, 1)`` for Dropout2d), from the run's own
+  ``torch.Generator`` standing in for the global RNG of the solo run: same masks.
+- ``Measurement`` with shots: exact probabilities of the measured wires for the folded
+  batch, then each run sampled with its own student's measurement (its own seeded
+  generator, the seed drawn from the run's generator on first use as in a solo run),
+  with the solo run's shapes: same counts.
+- any other module with parameters or buffers of its own (an ansatz, a PCA reduction):
+  ``torch.func.vmap`` of ``functional_call`` over the run axis, or, where vmap cannot
+  run it (custom autograd Functions, in-place ops), a loop over the runs.
+- a 0-d parameter of the student itself (the fully quantum student's ``scale``): one
+  value per sample, ``(R*B, 1)``.
+
+``Unsupported`` is raised for what this cannot represent (a student without the
+``Student`` parts, tied parameters, other dropout kinds, noise); the caller then trains
+those runs solo. After building, :meth:`Twin.self_check` compares the twin's outputs
+with every run's own student on a few images.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..quantum.measure import Measurement, probabilities
+
+
+class Unsupported(Exception):
+    """This group cannot be trained in lockstep (the runs are trained solo instead)."""
+
+
+_DROPOUTS = (nn.Dropout, nn.Dropout2d)
+_OTHER_RANDOM = (nn.Dropout1d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def _tensors(module: nn.Module, recurse: bool) -> list[tuple[str, torch.Tensor]]:
+    return (list(module.named_parameters(recurse=recurse))
+            + list(module.named_buffers(recurse=recurse)))
+
+
+def _random_inside(module: nn.Module) -> bool:
+    return any(isinstance(m, _DROPOUTS + _OTHER_RANDOM)
+               or (isinstance(m, Measurement) and m.shots is not None)
+               for m in module.modules())
+
+
+class Twin:
+    """R students (same class and configuration) run as one module; see the module doc.
+
+    ``models``: the runs' students (their weights are read once, here); ``generators``:
+    one per run, standing in for the solo run's global torch RNG (dropout, the first
+    draw of a measurement seed).
+    """
+
+    def __init__(self, models: Sequence[nn.Module], generators: Sequence[torch.Generator]):
+        self.R = len(models)
+        if self.R == 0 or len(generators) != self.R:
+            raise ValueError("one generator per model")
+        self.gens = list(generators)
+        self.alive = [True] * self.R  # False: that run failed; its rows are ignored
+        self.errors: dict[int, BaseException] = {}  # run -> error raised in its sampling
+        self.models = list(models)
+        first = models[0]
+        for m in models[1:]:
+            if type(m) is not type(first) or _shapes(m) != _shapes(first):
+                raise Unsupported("the students differ in architecture")
+        for part in ("circuit_input", "logits_from_circuit", "circuit"):
+            if not hasattr(first, part):
+                raise Unsupported(f"{type(first).__name__} has no {part}")
+        if len(list(first.named_parameters(remove_duplicate=False))) != len(
+                list(first.named_parameters())):
+            raise Unsupported("tied parameters")
+        self.template = copy.deepcopy(first)
+        # state-dict name -> stacked leaf (R, ...); "t": stored transposed (Linear)
+        self.params: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.layout: dict[str, str] = {}
+        self.measurements: list[_MeasurementProxy] = []
+        self.capture = False  # measurements return exact probabilities (see loop.py)
+        self.exact = False  # convolutions and Linear layers run by run (solo kernels)
+        self._root_scalars: list[tuple[str, torch.Tensor]] = []
+        self._convert(self.template, "")
+        for name, p in list(self.template.named_parameters(recurse=False)):
+            if p.dim() != 0:
+                raise Unsupported(f"parameter {name!r} of the student itself is not a scalar")
+            t = self._stack(name, "")
+            del self.template._parameters[name]
+            self._root_scalars.append((name, t))
+        if list(self.template.named_buffers(recurse=False)):
+            raise Unsupported("buffers on the student itself")
+        names = [n for n, p in first.named_parameters()]
+        missing = [n for n in names if n not in self.params]
+        if missing:
+            raise Unsupported(f"parameters not covered: {missing}")
+        self.params = OrderedDict((n, self.params[n]) for n in names)  # model order
+
+    # ----------------------------------------------------------------- building
+    def _stack(self, name: str, layout: str) -> torch.Tensor:
+        with torch.no_grad():
+            parts = []
+            for m in self.models:
+                t = _get(m, name).detach()
+                parts.append(t.transpose(-1, -2) if layout == "t" else t)
+            stacked = torch.stack(parts).contiguous()
+        p = dict(self.models[0].named_parameters()).get(name)
+        if p is not None:
+            stacked.requires_grad_(p.requires_grad)
+            self.params[name] = stacked
+            self.layout[name] = layout
+        return stacked
+
+    def _convert(self, module: nn.Module, prefix: str) -> None:
+        for name, child in list(module.named_children()):
+            full = f"{prefix}{name}"
+            proxy = self._proxy(child, full)
+            if proxy is not None:
+                module._modules[name] = proxy
+            elif _tensors(child, recurse=True) or _random_inside(child):
+                self._convert(child, full + ".")
+
+    def _proxy(self, child: nn.Module, full: str) -> nn.Module | None:
+        pre = full + "."
+        if isinstance(child, _OTHER_RANDOM):
+            raise Unsupported(f"{type(child).__name__} at {full}")
+        if isinstance(child, _DROPOUTS):
+            if child.inplace:
+                raise Unsupported(f"in-place dropout at {full}")
+            return _DropoutProxy(self, child.p, isinstance(child, nn.Dropout2d))
+        if isinstance(child, Measurement):
+            if _tensors(child, recurse=True):
+                raise Unsupported(f"a measurement with parameters at {full}")
+            proxy = _MeasurementProxy(self, child, [_get_module(m, full) for m in self.models])
+            self.measurements.append(proxy)
+            return proxy
+        if getattr(child, "noise", None) is not None:
+            raise Unsupported(f"noisy circuit at {full}")
+        if type(child) is nn.Linear:
+            w = self._stack(pre + "weight", "t")
+            b = self._stack(pre + "bias", "") if child.bias is not None else None
+            return _LinearProxy(self, w, b)
+        if type(child) is nn.Conv2d and child.padding_mode == "zeros" and child.groups == 1:
+            w = self._stack(pre + "weight", "")
+            b = self._stack(pre + "bias", "") if child.bias is not None else None
+            return _Conv2dProxy(self, child, w, b)
+        if _tensors(child, recurse=False):
+            if _random_inside(child):
+                raise Unsupported(f"random layers inside {type(child).__name__} at {full}")
+            stacked = {n: self._stack(pre + n, "") for n, _ in _tensors(child, recurse=True)}
+            return _PerRunProxy(self, child, stacked, full)
+        return None
+
+    # ----------------------------------------------------------------- running
+    def _set_batch(self, rows: int) -> None:
+        b = rows // self.R
+        for name, t in self._root_scalars:
+            self.template.__dict__[name] = t.repeat_interleave(b).unsqueeze(1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The students' outputs for a folded batch ``x (R*B, ...)``: ``(R*B, M)``."""
+        self._set_batch(x.shape[0])
+        return self.template(x)
+
+    def circuit_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``circuit(circuit_input(x))`` (with ``capture`` set: exact probabilities)."""
+        self._set_batch(x.shape[0])
+        return self.template.circuit(self.template.circuit_input(x))
+
+    def logits_from_circuit(self, out: torch.Tensor) -> torch.Tensor:
+        self._set_batch(out.shape[0])
+        return self.template.logits_from_circuit(out)
+
+    def train(self, mode: bool = True) -> None:
+        self.template.train(mode)
+
+    def eval(self) -> None:
+        self.template.train(False)
+
+    def run_state(self, r: int) -> dict[str, torch.Tensor]:
+        """Run r's parameters, in its own student's layout (views where possible)."""
+        return {n: (t[r].transpose(-1, -2) if self.layout[n] == "t" else t[r])
+                for n, t in self.params.items()}
+
+    def to_run_layout(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (one run's tensor in the stacked layout of ``name``) in the student's."""
+        return t.transpose(-1, -2) if self.layout[name] == "t" else t
+
+    def from_run_layout(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(-1, -2) if self.layout[name] == "t" else t
+
+    @torch.no_grad()
+    def self_check(self, images: Sequence[torch.Tensor], atol: float = 1e-4) -> None:
+        """Raise ``Unsupported`` unless the twin gives every run's own outputs (eval
+        mode, exact measurements) on ``images[r]`` (a few float images per run)."""
+        shots = [(m, m.shots) for s in self.models for m in s.modules()
+                 if isinstance(m, Measurement)]
+        modes = [s.training for s in self.models]
+        was, self.capture = self.template.training, False
+        try:
+            for m, _ in shots:
+                m.shots = None
+            for p in self.measurements:
+                p.exact = True
+            self.eval()
+            for s in self.models:
+                s.eval()
+            x = torch.cat(list(images))
+            got = self(x).view(self.R, len(images[0]), -1)
+            for r, s in enumerate(self.models):
+                want = s(images[r])
+                if want.shape != got[r].shape or not torch.allclose(
+                        got[r], want, atol=atol, rtol=1e-4, equal_nan=True):
+                    raise Unsupported(f"the run-batched {type(s).__name__} does not give "
+                                      "the run's own outputs")
+        finally:
+            for m, n in shots:
+                m.shots = n
+            for p in self.measurements:
+                p.exact = False
+            self.train(was)
+            for s, mode in zip(self.models, modes, strict=True):
+                s.train(mode)
+
+
+def _shapes(m: nn.Module) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+    return [(n, tuple(t.shape), t.dtype) for n, t in m.state_dict().items()]
+
+
+def _get(module: nn.Module, name: str) -> torch.Tensor:
+    owner, _, attr = name.rpartition(".")
+    return getattr(module.get_submodule(owner) if owner else module, attr)
+
+
+def _get_module(module: nn.Module, name: str) -> nn.Module:
+    return module.get_submodule(name)
+
+
+class _LinearProxy(nn.Module):
+    def __init__(self, twin: Twin, weight_t: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.twin, self.weight_t, self.bias = twin, weight_t, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead, features = x.shape[:-1], x.shape[-1]
+        if self.twin.exact:
+            R = self.twin.R
+            b = x.shape[0] // R
+            w = self.weight_t.transpose(1, 2)
+            return torch.cat([F.linear(x[r * b:(r + 1) * b], w[r],
+                                       self.bias[r] if self.bias is not None else None)
+                              for r in range(R)])
+        h = x.reshape(self.twin.R, -1, features)
+        out = _BatchedLinear.apply(h, self.weight_t, self.bias)
+        return out.reshape(*lead, self.weight_t.shape[-1])
+
+
+class _BatchedLinear(torch.autograd.Function):
+    """``x (R, B, in) @ W (R, in, out) + b (R, out)`` with a hand-written backward.
+
+    At B = 1 the weight gradient is an outer product; autograd's ``bmm`` for it (K = 1,
+    a transposed operand) took 2-9 ms at R = 72 (MKL's slow path, worse when the output
+    buffer holds denormals), the broadcast product 0.07 ms.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        x = x.contiguous()
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.bmm(grad, weight.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            gw = (x.transpose(1, 2) * grad if x.shape[1] == 1
+                  else torch.bmm(x.transpose(1, 2), grad))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = grad.sum(1)
+        return gx, gw, gb
+
+
+class _Conv2dProxy(nn.Module):
+    # Per-run batch from which R plain convolutions beat one grouped one (2-core CPU,
+    # R = 12, paper-v1 front end: batch 1 grouped 0.35 ms vs 1.0 ms as a loop; batch
+    # 256, 10 -> 20 channels: 83 ms grouped vs 39 ms as a loop).
+    LOOP_FROM = 16
+
+    def __init__(self, twin: Twin, conv: nn.Conv2d, weight: torch.Tensor,
+                 bias: torch.Tensor | None):
+        super().__init__()
+        self.twin, self.weight, self.bias = twin, weight, bias
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        R = self.twin.R
+        b = x.shape[0] // R
+        if b >= self.LOOP_FROM or self.twin.exact:  # one conv per run
+            return torch.cat([
+                F.conv2d(x[r * b:(r + 1) * b], self.weight[r],
+                         self.bias[r] if self.bias is not None else None, self.stride,
+                         self.padding, self.dilation) for r in range(R)])
+        c, h, w = x.shape[1:]
+        folded = x.view(R, b, c, h, w).transpose(0, 1).reshape(b, R * c, h, w)
+        weight = self.weight.reshape(-1, *self.weight.shape[2:])
+        bias = self.bias.reshape(-1) if self.bias is not None else None
+        out = F.conv2d(folded, weight, bias, self.stride, self.padding, self.dilation, R)
+        co = self.weight.shape[1]
+        return out.view(b, R, co, *out.shape[2:]).transpose(0, 1).reshape(R * b, co,
+                                                                          *out.shape[2:])
+
+
+class _DropoutProxy(nn.Module):
+    """PyTorch's CPU dropout (``_dropout_impl``), run by run, from each run's generator."""
+
+    def __init__(self, twin: Twin, p: float, feature: bool):
+        super().__init__()
+        self.twin, self.p, self.feature = twin, float(p), feature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        if p == 0 or not self.training or x.numel() == 0:
+            return x
+        if p == 1:
+            return x * torch.zeros((), dtype=x.dtype, device=x.device)
+        R = self.twin.R
+        b = x.shape[0] // R
+        if self.feature:
+            if x.dim() != 4:
+                raise Unsupported(f"Dropout2d on a {x.dim()}-d input")
+            shape = (b, x.shape[1], 1, 1)
+        else:
+            shape = (b, *x.shape[1:])
+        # Each run's draw into its own rows (bernoulli_ fills a slice as it fills a new
+        # tensor of that shape), then one division for all (elementwise: the same values
+        # as each run's own div_, without R scalar-to-tensor conversions).
+        noise = torch.empty((R * b, *shape[1:]), dtype=x.dtype)
+        for r, g in enumerate(self.twin.gens):
+            noise[r * b:(r + 1) * b].bernoulli_(1 - p, generator=g)
+        noise.div_(1 - p)
+        return x * noise.to(x.device, non_blocking=True)
+
+
+class _MeasurementProxy(nn.Module):
+    """Exact: the measurement itself on the folded batch. Shots: exact probabilities,
+    then run r sampled by run r's own measurement module (see the module doc)."""
+
+    def __init__(self, twin: Twin, measurement: Measurement, runs: list[nn.Module]):
+        super().__init__()
+        self.twin, self.measurement = twin, measurement
+        self.runs = runs  # each run's own Measurement (its generator and seed)
+        self.exact = False  # self_check: exact values, whatever the shots
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        m = self.measurement
+        if m.shots is None or self.exact and not self.twin.capture:
+            return m(state) if m.shots is None else m._readout(probabilities(state, m.wires))
+        p = probabilities(state, m.wires)
+        if self.twin.capture:
+            return p
+        return self.sample(p)
+
+    def sample(self, p: torch.Tensor) -> torch.Tensor:
+        """The measurement's output from exact probabilities ``p (R*B, K)``: each live
+        run's rows sampled by its own measurement, as a solo run would."""
+        R = self.twin.R
+        b = p.shape[0] // R
+        outs = []
+        for r in range(R):
+            pr = p[r * b:(r + 1) * b]
+            outs.append(self.sample_run(r, pr))
+        return torch.cat(outs)
+
+    def sample_run(self, r: int, p: torch.Tensor) -> torch.Tensor:
+        meas = self.runs[r]
+        if not self.twin.alive[r]:
+            return meas._readout(p)
+        if meas.seed is None:  # what Measurement.generator does, from the run's "global" RNG
+            meas.seed = int(torch.randint(0, 2**62, (1,), generator=self.twin.gens[r]).item())
+        try:
+            return meas.from_probabilities(p)
+        except RuntimeError as exc:  # e.g. NaN probabilities: the solo run stops here
+            self.twin.alive[r] = False
+            self.twin.errors[r] = exc
+            return meas._readout(p.detach())
+
+
+class _PerRunProxy(nn.Module):
+    """A module with tensors of its own, run with each run's tensors: vmap over the run
+    axis, or a loop over the runs where vmap cannot run the module."""
+
+    def __init__(self, twin: Twin, module: nn.Module, stacked: dict[str, torch.Tensor],
+                 where: str):
+        super().__init__()
+        self.twin, self.where = twin, where
+        self.base = [module]  # a list: not registered as a submodule (no train/eval walk)
+        self.stacked = stacked
+        self.mode = "vmap"
+
+    def forward(self, *args: Any) -> Any:
+        R = self.twin.R
+        rows = next((a.shape[0] for a in args if isinstance(a, torch.Tensor)), None)
+        if rows is None or rows % R:
+            raise Unsupported(f"{self.where}: no folded batch among the arguments")
+        b = rows // R
+        split = [isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == rows
+                 for a in args]
+        base = self.base[0]
+        base.train(self.training)
+        if self.mode == "vmap":
+            try:
+                return self._vmap(base, args, split, b)
+            except Exception:  # vmap cannot run it (autograd.Function, in-place op...)
+                self.mode = "loop"
+        return self._loop(base, args, split, b)
+
+    def _vmap(self, base: nn.Module, args: tuple, split: list[bool], b: int) -> Any:
+        R = self.twin.R
+        unfolded = [a.reshape(R, b, *a.shape[1:]) if s else a
+                    for a, s in zip(args, split, strict=True)]
+
+        def call(tensors: dict[str, torch.Tensor], *xs: Any) -> Any:
+            return functional_call(base, tensors, xs)
+
+        dims = (0, *[0 if s else None for s in split])
+        out = vmap(call, in_dims=dims)(self.stacked, *unfolded)
+        return _fold(out, R * b)
+
+    def _loop(self, base: nn.Module, args: tuple, split: list[bool], b: int) -> Any:
+        outs = []
+        for r in range(self.twin.R):
+            tensors = {n: t[r] for n, t in self.stacked.items()}
+            xs = tuple(a[r * b:(r + 1) * b] if s else a
+                       for a, s in zip(args, split, strict=True))
+            outs.append(functional_call(base, tensors, xs))
+        return _cat(outs)
+
+
+def _fold(out: Any, rows: int) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.reshape(rows, *out.shape[2:])
+    if isinstance(out, tuple | list):
+        return type(out)(_fold(o, rows) for o in out)
+    raise Unsupported(f"module output of type {type(out).__name__}")
+
+
+def _cat(outs: list[Any]) -> Any:
+    if isinstance(outs[0], torch.Tensor):
+        return torch.cat(outs)
+    if isinstance(outs[0], tuple | list):
+        return type(outs[0])(_cat(list(o)) for o in zip(*outs, strict=True))
+    raise Unsupported(f"module output of type {type(outs[0]).__name__}")
+
+
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """``(R, B, ...)`` -> ``(R*B, ...)``."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
