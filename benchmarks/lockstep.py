@@ -1,12 +1,14 @@
 """Benchmark: lockstep training (qdistill.lockstep) against one run at a time (not a test).
 
-Two parts, printed side by side:
+Three parts, printed side by side:
 
 - ``throughput``: training steps of the paper-v1 student (MNIST 0-5, 3 qubits, the
   notebooks' head, batch 1, 3 of 4 runs distilled with the paper's loss, as in the
   grid) for R = 1, 8, 32, 72, 256 runs in one lockstep group, in student-steps per
   second on one thread, beside a solo run's steps (``fit``'s inner loop). Evaluation is
   not timed here.
+- ``design``: the same step with the alternative design, ``torch.func`` (stack_module_state
+  + functional_call + vmap, per-run dropout masks passed in), R = 1, 12, 72.
 - ``grid``: the paper-v1 student grid (``qdistill reproduce paper-v1``'s 72 paper-v1
   runs, teachers cached: trained first if missing, not timed) with ``--lockstep on``
   and ``--lockstep off``, wall time and peak memory (RSS of this process and its
@@ -28,6 +30,7 @@ import dataclasses
 import fnmatch
 import json
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -111,6 +114,111 @@ def throughput(runs: list[int], steps: int, shots: int | None) -> list[tuple]:
     return rows
 
 
+# ------------------------------------------------------------------ design
+def _vmap_step(preps: list[Prepared]):
+    """The alternative design: torch.func.stack_module_state + functional_call + vmap
+    over the runs' students (dropout layers replaced by per-run masks passed in, the
+    loss vmapped too), autograd through the vmapped forward, the same fused Adam."""
+    import copy
+
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.func import functional_call, stack_module_state, vmap
+
+    models = [p.model for p in preps]
+    params, buffers = stack_module_state(models)
+    for t in params.values():
+        t.requires_grad_(True)
+    base = copy.deepcopy(models[0])
+
+    class Mask(nn.Module):
+        mask: torch.Tensor
+
+        def forward(self, x):
+            return x * self.mask
+
+    drops = []
+    for name, mod in list(base.front.net.named_children()):
+        if isinstance(mod, nn.Dropout | nn.Dropout2d):
+            base.front.net._modules[name] = Mask()
+            drops.append((mod.p, isinstance(mod, nn.Dropout2d), base.front.net._modules[name]))
+    base = base.to("meta")
+
+    def one(p, b, x, y, soft, m1, m2, hard, coef):
+        drops[0][2].mask, drops[1][2].mask = m1, m2
+        out = functional_call(base, (p, b), (x,))
+        ce = F.cross_entropy(out, y)
+        kl = F.kl_div(F.log_softmax(out[:, :6] / 3, 1), F.log_softmax(soft / 3, 1),
+                      reduction="batchmean", log_target=True)
+        return hard * ce + coef * kl
+
+    step_fn = vmap(one)
+    names = list(params)
+    plist = [params[n] for n in names]
+    ea = [torch.zeros_like(t) for t in plist]
+    es = [torch.zeros_like(t) for t in plist]
+    st = [torch.zeros(()) for _ in plist]
+    gens = [torch.Generator().manual_seed(r) for r in range(len(preps))]
+    x_train = preps[0].train.images
+    R = len(preps)
+    teacher = torch.tensor([p.soft_targets is not None for p in preps])
+    hard = torch.ones(R)
+    coef = torch.where(teacher, 0.9 * 9.0, 0.0)
+    zeros = torch.zeros(len(x_train), len(models[0].class_outputs))
+    soft = torch.stack([p.soft_targets if p.soft_targets is not None else zeros
+                        for p in preps])
+
+    def step(s: int) -> None:
+        idx = torch.full((R, 1), s % len(x_train))
+        x = as_float(x_train[idx])
+        y = preps[0].train.labels[idx]
+        m1 = torch.stack([torch.empty(1, 20, 1, 1).bernoulli_(0.5, generator=g).div_(0.5)
+                          for g in gens])
+        m2 = torch.stack([torch.empty(1, 50).bernoulli_(0.5, generator=g).div_(0.5)
+                          for g in gens])
+        losses = step_fn(params, buffers, x, y, soft[torch.arange(R)[:, None], idx], m1, m2,
+                         hard, coef)
+        for t in plist:
+            t.grad = None
+        losses.sum().backward()
+        with torch.no_grad():
+            torch._foreach_add_(st, 1)
+            torch._fused_adam_(plist, [t.grad for t in plist], ea, es, [], st,
+                               amsgrad=False, lr=1e-3, beta1=0.9, beta2=0.999,
+                               weight_decay=0.0, eps=1e-8, maximize=False)
+
+    return step
+
+
+def design(runs: list[int], steps: int) -> list[tuple]:
+    """ms per lockstep step: the run-batched twin (qdistill.lockstep) vs vmap."""
+    task = build_task(DataConfig(dataset="mnist", classes="0-5", train_per_class=150,
+                                 test_per_class=150, val_per_class=50), 0)
+    soft = torch.randn(len(task.train.labels), task.num_classes,
+                       generator=torch.Generator().manual_seed(0)) * 3
+    rows = []
+    with cpu_threads(1):
+        for R in runs:
+            n = max(20, min(steps, int(steps * 8 / R)))
+            group = Lockstep([init_run(_prepared(r, task, soft, None), None)
+                              for r in range(R)])
+            group.train_epoch(1, max_steps=10)
+            t = time.perf_counter()
+            group.train_epoch(2, max_steps=n)
+            twin_ms = 1e3 * (time.perf_counter() - t) / n
+            step = _vmap_step([_prepared(r, task, soft, None) for r in range(R)])
+            for s in range(10):
+                step(s)
+            t = time.perf_counter()
+            for s in range(n):
+                step(s)
+            vmap_ms = 1e3 * (time.perf_counter() - t) / n
+            rows.append((R, twin_ms, vmap_ms))
+            print(f"  R={R}: run-batched modules {twin_ms:.2f} ms, vmap {vmap_ms:.2f} ms per step",
+                  flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------ grid
 class PeakRSS:
     """Peak of the summed RSS of this process and its descendants (sampled)."""
@@ -182,23 +290,36 @@ def grid(opt: GridOptions, workers: int, skip_solo: bool) -> list[tuple]:
         diff = max(abs(on[k]["test_acc"] - off[k]["test_acc"]) for k in on)
         print(f"  same test accuracy in {same}/{len(on)} runs, same selected epoch in "
               f"{epochs}/{len(on)} (largest difference {100 * diff:.2f} points)")
+        for what, rows in (("on", on), ("off", off)):  # the same experiment, two draws
+            cells: dict[tuple, list[float]] = {}
+            for r in rows.values():
+                cells.setdefault((r["setting"], r["teacher"]), []).append(100 * r["test_acc"])
+            print(f"  --lockstep {what}: " + "; ".join(
+                f"{s.split(',')[0]} {s.split(', ')[1]} {t} "
+                f"{statistics.mean(v):.1f}±{statistics.stdev(v) if len(v) > 1 else 0:.1f}"
+                for (s, t), v in sorted(cells.items())))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("part", nargs="?", choices=["all", "throughput", "grid"], default="all")
+    ap.add_argument("part", nargs="?", choices=["all", "throughput", "design", "grid"],
+                    default="all")
     ap.add_argument("--runs", default="1,8,32,72,256", help="throughput: group sizes R")
     ap.add_argument("--steps", type=int, default=400, help="throughput: steps timed at R<=8")
     ap.add_argument("--workers", type=int, default=usable_cpus())
     ap.add_argument("--teachers", default="none,lenet,alexnet,ensemble")
     ap.add_argument("--teacher-epochs", default="lenet=10,alexnet=1,ensemble=1")
     ap.add_argument("--only", default=PAPER_RUNS, help=f"grid: run-id glob ({PAPER_RUNS!r})")
+    ap.add_argument("--head", default="paper", help="grid: paper-v1 head (grid_time.py's)")
     ap.add_argument("--shots", action="store_true", help="the paper's shots (both parts)")
     ap.add_argument("--skip-solo", action="store_true", help="grid: lockstep only")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {usable_cpus()} usable CPU(s)")
-    tp = gr = []
+    tp = gr = de = []
+    if args.part in ("all", "design"):
+        print("design (paper-v1 training step, one thread):")
+        de = design([1, 12, 72], args.steps)
     if args.part in ("all", "throughput"):
         print("throughput (paper-v1, batch 1, one thread):")
         tp = throughput([int(r) for r in args.runs.split(",")], args.steps,
@@ -206,10 +327,14 @@ def main() -> None:
     if args.part in ("all", "grid"):
         opt = GridOptions(teacher_epochs=_teacher_epochs(args.teacher_epochs),
                           teachers=tuple(args.teachers.split(",")), only=args.only,
-                          shots=args.shots)
+                          shots=args.shots, head=args.head)
         print(f"grid (paper-v1{', shots' if args.shots else ''}, teachers "
               f"{args.teachers}, {args.workers} worker(s)):")
         gr = grid(opt, args.workers, args.skip_solo)
+    if de:
+        print("\n| runs R | run-batched modules (ms/step) | vmap (ms/step) |\n|---|---|---|")
+        for R, a, b in de:
+            print(f"| {R} | {a:.2f} | {b:.2f} |")
     if tp:
         print("\n| runs R | ms per step | student-steps/s |\n|---|---|---|")
         for what, R, ms, rate in tp:

@@ -641,8 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "[1..1024]")
     rep.add_argument("--lockstep", choices=["on", "off"], default="on",
                      help="on (default): runs that differ only in seed, teacher, T, alpha "
-                          "or lr train together, one batched step for all (same results, "
-                          "same files); off: one run at a time")
+                          "or lr train together, one batched step for all (the same files "
+                          "and random draws; float rounding differs, see "
+                          "docs/performance.md); off: one run at a time, bit for bit "
+                          "reproducible")
     rep.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local: a pool of --workers processes (default); ray: one Ray "
                           "task per run, retried if its worker dies and resumed from its "

@@ -4,9 +4,11 @@
     qdistill reproduce paper-v1 --executor ray                 # a local Ray instance
     qdistill reproduce paper-v1 --executor ray --address auto --out /shared/paper-v1
 
-An executor takes the runs' argument tuples and yields ``(run_id, row or exception)`` as
-each run ends; ``reproduce.run_grid`` logs the rows and collects the failures, whichever
-executor ran them. Every run resumes from ``OUT/runs/<run_id>/last.*``, so a Ray task
+An executor takes the tasks' argument tuples and yields ``(task id, outcome or
+exception)`` as each task ends: a task is one run (``reproduce._run_one``, its row) or
+a lockstep group of runs (``reproduce._run_group``, their rows and one-line errors; see
+``qdistill.lockstep``); ``reproduce.run_grid`` logs the rows and collects the failures,
+whichever executor ran them. Every run resumes from ``OUT/runs/<run_id>/last.*``, so a Ray task
 retried after its worker died continues after the last complete epoch. On a cluster,
 ``OUT`` (and ``$QDISTILL_CACHE_DIR``, where the teachers trained by the driver are
 cached) must be on a filesystem every node sees at the same path.
@@ -24,8 +26,10 @@ from typing import Any
 
 from .errors import QdistillError
 
-# (run_id, setting, config dict, output directory, threads): reproduce._run_one's arguments
-RunArgs = tuple[str, str, dict[str, Any], str, int]
+# (run_id, setting, config dict, output directory, threads): reproduce._run_one's
+# arguments; a lockstep group's: (group id, [(run_id, setting, config dict), ...],
+# output directory, threads)
+RunArgs = tuple[Any, ...]
 RunFn = Callable[..., dict[str, Any]]
 Outcome = tuple[str, dict[str, Any] | Exception]
 

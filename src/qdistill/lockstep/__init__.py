@@ -13,12 +13,22 @@ weights, soft targets and run metadata of a solo run, and it writes exactly the 
 a solo run writes (``config.json``, ``metrics.jsonl``, ``last.*`` every epoch,
 ``best.*``, ``result.json``), so a run is resumed by either path.
 
-Equivalence with solo runs (``tests/test_lockstep.py``): on CPU the same data order,
-the same dropout masks and the same shot draws (each run's random stream is reproduced,
-see :mod:`.twin`), per-epoch accuracies equal, selected epochs equal and final weights
-within 1e-5 of the solo run's. What differs is float rounding: a grouped convolution
-or a batched GEMM sums in another order than the solo kernels (about 1e-7 relative per
-step), and on CUDA the dropout masks follow the CPU stream, not CUDA's fused dropout.
+What is the same as in a solo run, exactly: the initial weights, every random draw (a
+run's dropout masks and measurement seed come from its own ``torch.Generator`` whose
+state is the solo run's global RNG state at the same point; the ``rng.torch`` saved
+in every checkpoint is identical), each epoch's data order, the soft targets, the
+number of Adam steps, the selection rule and the files' format. What is not: float
+rounding. A grouped convolution, a batched GEMM or an elementwise kernel over the
+folded batch rounds differently from the solo kernels (about 1e-7 relative per step,
+and it depends on which runs share the group and the run's place in it). Over a few
+dozen steps the runs agree to ~1e-6 (``tests/test_lockstep.py``: accuracies and
+selected epochs equal, weights within 1e-5). Over hundreds of batch-1 steps they do
+not: the paper-v1 student's training is chaotic (a pre-activation at a ReLU or max-pool
+boundary flips now and then and the difference grows); a solo run whose first weight
+is moved by 1e-7 drifts from the unperturbed one just as far within one epoch (train
+loss 1e-4 apart, weights 0.2 apart after 3 epochs). A lockstep grid is therefore a
+fresh draw of the same experiment, like the same grid run on another CPU; ``qdistill
+reproduce --lockstep off`` trains one run at a time, bit for bit as before.
 
 Anything the run-batched model cannot represent (noise, a student whose parts it cannot
 batch, a loop failure) falls back to training those runs solo, resuming from their
@@ -80,6 +90,9 @@ def _compat_key(prep: Prepared) -> str | None:
     """The key of a prepared run (its resolved config and its data's sizes)."""
     if prep.callbacks or prep.unhandled or distributed.is_distributed():
         return None
+    loss = prep.loss_fn
+    if isinstance(loss, torch.nn.Module) and any(True for _ in loss.parameters()):
+        return None  # a loss trained with the student (learned-scale): fit's own loop
     model = prep.model
     circuit = getattr(model, "circuit", None)
     if circuit is None or getattr(circuit, "noise", None) is not None:
@@ -151,18 +164,25 @@ def plan_groups(items: Sequence[tuple[str, DistillConfig]], workers: int = 1,
             size = cap(members[0][1]) if cap else max_group_size(members[0][1], workers)
         except Exception:  # the runs will report their own errors
             size = 1
-        n = math.ceil(len(members) / max(1, size))
-        per = math.ceil(len(members) / n)
         ids = [m[0] for m in members]
-        groups += [ids[i:i + per] for i in range(0, len(ids), per)]
+        groups += _chunks(ids, math.ceil(len(ids) / max(1, size)))
     while len(groups) + len(singles) < workers:
         groups.sort(key=len, reverse=True)
         if not groups or len(groups[0]) < 2:
             break
-        big = groups.pop(0)
-        half = math.ceil(len(big) / 2)
-        groups += [big[:half], big[half:]]
+        groups += _chunks(groups.pop(0), 2)
     return sorted(groups + singles, key=len, reverse=True)
+
+
+def _chunks(ids: list[str], n: int) -> list[list[str]]:
+    """``ids`` in ``n`` consecutive chunks whose sizes differ by at most one."""
+    q, extra = divmod(len(ids), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + q + (1 if i < extra else 0)
+        out.append(ids[start:end])
+        start = end
+    return out
 
 
 def run_lockstep(cfgs: Sequence[DistillConfig], out_dirs: Sequence[str | Path | None],
@@ -173,6 +193,8 @@ def run_lockstep(cfgs: Sequence[DistillConfig], out_dirs: Sequence[str | Path | 
     run raised (a solo run would have raised the same). A run already finished
     (``result.json`` written with its last epoch) is read back and not trained again;
     an interrupted one resumes after its last complete epoch.
+
+    ``max_group``: runs per group at most (default: what fits in memory).
     """
     if len(cfgs) != len(out_dirs):
         raise ValueError("one output directory per config")

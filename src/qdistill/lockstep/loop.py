@@ -32,6 +32,7 @@ from .. import checkpoint, train
 from ..config import to_dict
 from ..errors import CheckpointError, QdistillError
 from ..losses import HintonKD
+from ..losses.base import UNLABELLED
 from ..train import (
     FitResult,
     _epoch_order,
@@ -293,7 +294,10 @@ class GroupLoss:
             return torch.stack([
                 fn(rows[r], y[r], soft[r] if soft is not None and fn is not
                    train.cross_entropy else None) for r, fn in enumerate(self.fns)])
-        ce = F.cross_entropy(out, y.reshape(-1), reduction="none").view(R, b).mean(1)
+        # losses.base.labelled_ce: hidden labels (-1, a transfer set) add nothing, the
+        # sum over the batch / its size (= F.cross_entropy's mean without hidden labels)
+        ce = F.cross_entropy(out, y.reshape(-1), ignore_index=UNLABELLED,
+                             reduction="none").view(R, b).sum(1) / b
         if self.mode == "ce":
             return ce
         s = take_columns(out, self.cols).reshape(R, b, -1)
@@ -371,8 +375,9 @@ class Lockstep:
         self.device = device = first.device
         self.template = template = first.model
         twin = self.twin = Twin([r.model for r in runs], [r.gen for r in runs])
-        with torch.no_grad():
-            twin.self_check([as_float(r.prep.train.images[:2].to(device)) for r in runs])
+        few = [as_float(r.prep.train.images[:2].to(device)) for r in runs]
+        twin.self_check(few)
+        twin.check_random_streams(torch.cat(few))
         self.shots = any(m.measurement.shots is not None for m in twin.measurements)
         if self.shots:
             circuit = getattr(twin.template, "circuit", None)
@@ -405,15 +410,17 @@ class Lockstep:
         self.arange = torch.arange(R, device=device)
 
     def train_epoch(self, epoch: int, max_steps: int | None = None
-                    ) -> tuple[list[float], list[int], int]:
+                    ) -> tuple[list[float], list[int], int, list[int]]:
         """One epoch of training steps (``max_steps``: stop early, for benchmarks):
-        every run's summed loss, correct count and the samples seen per run."""
+        every run's summed loss and correct count, the samples seen per run, and every
+        run's count of labelled samples (a transfer set's have label -1)."""
         R, b, twin, template = self.R, self.cfg.batch_size, self.twin, self.template
         twin.train()
         orders = torch.stack([_epoch_order(self.n_train, r.prep.train_cfg.seed, epoch)
                               for r in self.runs]).to(self.device)
         loss_sum = torch.zeros(R, device=self.device)
         correct = torch.zeros(R, device=self.device, dtype=torch.long)
+        labelled = torch.zeros(R, device=self.device, dtype=torch.long)
         seen = 0
         rows, runs_col = self.task[:, None], self.arange[:, None]
         steps = math.ceil(self.n_train / b)
@@ -431,8 +438,9 @@ class Lockstep:
             loss_sum += losses.detach() * bb
             correct += (class_logits(template, out.detach()).reshape(R, bb, -1).argmax(-1)
                         == y).sum(1)
+            labelled += (y >= 0).sum(1)
             seen += bb
-        return loss_sum.tolist(), correct.tolist(), seen
+        return loss_sum.tolist(), correct.tolist(), seen, labelled.tolist()
 
     def evaluate(self, split: str, problems: dict[int, str]) -> list[float]:
         if self.evals[split] is None:
@@ -450,7 +458,7 @@ def train_group(runs: list[RunState], start_epoch: int, log: Callable[[str], Non
     twin, cfg = group.twin, group.cfg
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        losses_epoch, corrects, seen = group.train_epoch(epoch)
+        losses_epoch, corrects, seen, labelled = group.train_epoch(epoch)
         for r, run in enumerate(runs):  # a sampling failure (NaN probabilities) is fatal
             if twin.errors.get(r) is not None and run.error is None:
                 run.error = twin.errors[r]
@@ -473,7 +481,7 @@ def train_group(runs: list[RunState], start_epoch: int, log: Callable[[str], Non
                 twin.alive[r] = False
                 continue
             record = {"epoch": epoch, "train_loss": losses_epoch[r] / seen,
-                      "train_acc": corrects[r] / seen, "val_acc": val[r],
+                      "train_acc": corrects[r] / max(1, labelled[r]), "val_acc": val[r],
                       "test_acc": test[r], "seconds": seconds}
             run.history.append(record)
             group.adam.sync(r, run.model, run.opt)

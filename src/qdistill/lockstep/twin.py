@@ -28,7 +28,8 @@ Proxies (``Twin`` picks them while walking the module tree):
   value per sample, ``(R*B, 1)``.
 
 ``Unsupported`` is raised for what this cannot represent (a student without the
-``Student`` parts, tied parameters, other dropout kinds, noise); the caller then trains
+``Student`` parts, tied parameters, other dropout kinds, batch norm, noise, any other
+draw from the global RNG: :meth:`Twin.check_random_streams`); the caller then trains
 those runs solo. After building, :meth:`Twin.self_check` compares the twin's outputs
 with every run's own student on a few images.
 """
@@ -99,7 +100,6 @@ class Twin:
         self.layout: dict[str, str] = {}
         self.measurements: list[_MeasurementProxy] = []
         self.capture = False  # measurements return exact probabilities (see loop.py)
-        self.exact = False  # convolutions and Linear layers run by run (solo kernels)
         self._root_scalars: list[tuple[str, torch.Tensor]] = []
         self._convert(self.template, "")
         for name, p in list(self.template.named_parameters(recurse=False)):
@@ -144,6 +144,9 @@ class Twin:
         pre = full + "."
         if isinstance(child, _OTHER_RANDOM):
             raise Unsupported(f"{type(child).__name__} at {full}")
+        if isinstance(child, nn.modules.batchnorm._NormBase):
+            raise Unsupported(f"{type(child).__name__} at {full} (statistics updated in "
+                              "training)")
         if isinstance(child, _DROPOUTS):
             if child.inplace:
                 raise Unsupported(f"in-place dropout at {full}")
@@ -210,6 +213,32 @@ class Twin:
         return t.transpose(-1, -2) if self.layout[name] == "t" else t
 
     @torch.no_grad()
+    def check_random_streams(self, x: torch.Tensor) -> None:
+        """Raise ``Unsupported`` if a training-mode forward of the twin on ``x`` (folded)
+        draws from torch's global RNG: something random besides the dropout layers and
+        the measurements' shots, which a solo run would draw from its own global RNG.
+        Nothing is consumed: the runs' generators and the global RNG are restored."""
+        states = [g.get_state() for g in self.gens]
+        before = torch.get_rng_state()
+        was = self.template.training
+        for p in self.measurements:
+            p.exact = True  # no shot sampling
+        try:
+            self.train()
+            self(x)
+            drew = not torch.equal(before, torch.get_rng_state())
+        finally:
+            for p in self.measurements:
+                p.exact = False
+            self.train(was)
+            torch.set_rng_state(before)
+            for g, st in zip(self.gens, states, strict=True):
+                g.set_state(st)
+        if drew:
+            raise Unsupported("the student draws from the global torch RNG outside its "
+                              "dropout layers")
+
+    @torch.no_grad()
     def self_check(self, images: Sequence[torch.Tensor], atol: float = 1e-4) -> None:
         """Raise ``Unsupported`` unless the twin gives every run's own outputs (eval
         mode, exact measurements) on ``images[r]`` (a few float images per run)."""
@@ -263,13 +292,6 @@ class _LinearProxy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead, features = x.shape[:-1], x.shape[-1]
-        if self.twin.exact:
-            R = self.twin.R
-            b = x.shape[0] // R
-            w = self.weight_t.transpose(1, 2)
-            return torch.cat([F.linear(x[r * b:(r + 1) * b], w[r],
-                                       self.bias[r] if self.bias is not None else None)
-                              for r in range(R)])
         h = x.reshape(self.twin.R, -1, features)
         out = _BatchedLinear.apply(h, self.weight_t, self.bias)
         return out.reshape(*lead, self.weight_t.shape[-1])
@@ -323,7 +345,7 @@ class _Conv2dProxy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         R = self.twin.R
         b = x.shape[0] // R
-        if b >= self.LOOP_FROM or self.twin.exact:  # one conv per run
+        if b >= self.LOOP_FROM:  # big per-run batches (evaluation): one conv per run
             return torch.cat([
                 F.conv2d(x[r * b:(r + 1) * b], self.weight[r],
                          self.bias[r] if self.bias is not None else None, self.stride,
