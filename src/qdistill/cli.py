@@ -639,12 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="parallel student runs (default: one per usable core); each "
                           "run gets cores/N CPU threads (with Ray: asks for cores/N CPUs)) "
                           "[1..1024]")
-    rep.add_argument("--lockstep", choices=["on", "off"], default="on",
-                     help="on (default): runs that differ only in seed, teacher, T, alpha "
-                          "or lr train together, one batched step for all (the same files "
-                          "and random draws; float rounding differs, see "
-                          "docs/performance.md); off: one run at a time, bit for bit "
-                          "reproducible")
+    rep.add_argument("--lockstep", choices=["on", "off"], default="off",
+                     help="on: runs that differ only in seed, teacher, T, alpha or lr train "
+                          "together, one batched step for all (~4x faster; the same files "
+                          "and random draws, but float rounding differs, so numbers are "
+                          "another draw and a resumed group is not bit-identical: see "
+                          "docs/performance.md); off (default): one run at a time, bit for "
+                          "bit reproducible and resumable")
     rep.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local: a pool of --workers processes (default); ray: one Ray "
                           "task per run, retried if its worker dies and resumed from its "

@@ -13,7 +13,7 @@ weights, soft targets and run metadata of a solo run, and it writes exactly the 
 a solo run writes (``config.json``, ``metrics.jsonl``, ``last.*`` every epoch,
 ``best.*``, ``result.json``), so a run is resumed by either path.
 
-What is the same as in a solo run, exactly: the initial weights, every random draw (a
+What is the same as in a solo run, exactly: the initial weights, every random stream (a
 run's dropout masks and measurement seed come from its own ``torch.Generator`` whose
 state is the solo run's global RNG state at the same point; the ``rng.torch`` saved
 in every checkpoint is identical), each epoch's data order, the soft targets, the
