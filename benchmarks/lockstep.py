@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -91,11 +92,17 @@ def _solo_steps_per_s(prep: Prepared, steps: int) -> float:
     return steps / (time.perf_counter() - t)
 
 
-def throughput(runs: list[int], steps: int, shots: int | None) -> list[tuple]:
+def _paper_v1_task() -> tuple[Any, torch.Tensor]:
+    """The paper-v1 student task of MNIST 0-5 and fixed random soft targets for it."""
     task = build_task(DataConfig(dataset="mnist", classes="0-5", train_per_class=150,
                                  test_per_class=150, val_per_class=50), 0)
     soft = torch.randn(len(task.train.labels), task.num_classes,
                        generator=torch.Generator().manual_seed(0)) * 3
+    return task, soft
+
+
+def throughput(runs: list[int], steps: int, shots: int | None) -> list[tuple]:
+    task, soft = _paper_v1_task()
     rows = []
     with cpu_threads(1):
         solo = _solo_steps_per_s(_prepared(1, task, soft, shots), steps)
@@ -192,10 +199,7 @@ def _vmap_step(preps: list[Prepared]):
 
 def design(runs: list[int], steps: int) -> list[tuple]:
     """ms per lockstep step: the run-batched twin (qdistill.lockstep) vs vmap."""
-    task = build_task(DataConfig(dataset="mnist", classes="0-5", train_per_class=150,
-                                 test_per_class=150, val_per_class=50), 0)
-    soft = torch.randn(len(task.train.labels), task.num_classes,
-                       generator=torch.Generator().manual_seed(0)) * 3
+    task, soft = _paper_v1_task()
     rows = []
     with cpu_threads(1):
         for R in runs:
