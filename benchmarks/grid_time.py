@@ -21,11 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from qdistill.cli import _teacher_epochs
+from qdistill.cli.commands import parse_teacher_epochs
+
 from qdistill.config import to_dict
-from qdistill.reproduce import GridOptions, paper_v1_grid, run_grid, usable_cpus
-from qdistill.runs import build_task
-from qdistill.student_runs import resolve_teacher, teacher_config_for
+from qdistill.experiments.grids import GridOptions, paper_v1_grid
+from qdistill.experiments.executors import usable_cpus
+from qdistill.experiments.reproduce import run_grid
+from qdistill.training.distill import resolve_teacher, teacher_config_for
+from qdistill.training.tasks import build_task
 
 # The paper's 72 runs: every paper-v1 student, not the fully quantum extra row.
 PAPER_RUNS = "*_q?_[nlae]*"
@@ -38,7 +41,7 @@ def main() -> None:
     ap.add_argument("--head", default="paper")
     ap.add_argument("--only", default=PAPER_RUNS, help=f"run-id glob (default {PAPER_RUNS!r})")
     args = ap.parse_args()
-    opt = GridOptions(teacher_epochs=_teacher_epochs(args.teacher_epochs), only=args.only,
+    opt = GridOptions(teacher_epochs=parse_teacher_epochs(args.teacher_epochs), only=args.only,
                       head=args.head)
     runs = [r for r in paper_v1_grid(opt) if fnmatch.fnmatchcase(r.run_id, args.only)]
     seen = set()

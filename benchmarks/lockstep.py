@@ -38,17 +38,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from qdistill.cli.commands import parse_teacher_epochs
 
-from qdistill.cli import _teacher_epochs
 from qdistill.config import DataConfig, StudentConfig, TrainConfig, to_dict
+from qdistill.experiments.grids import GridOptions, paper_v1_grid
+from qdistill.experiments.executors import usable_cpus
+from qdistill.experiments.reproduce import run_grid
 from qdistill.lockstep.loop import Lockstep, init_run
 from qdistill.lockstep.prepare import Prepared
 from qdistill.losses import KDLoss
-from qdistill.reproduce import GridOptions, paper_v1_grid, run_grid, usable_cpus
-from qdistill.runs import build_task
-from qdistill.student_runs import resolve_teacher, teacher_config_for
 from qdistill.students import build_student
-from qdistill.train import as_float, cpu_threads, cross_entropy, make_adam, seed_everything
+from qdistill.training.distill import resolve_teacher, teacher_config_for
+from qdistill.training.evaluation import as_float
+from qdistill.training.fit import cpu_threads, cross_entropy, make_adam, seed_everything
+from qdistill.training.tasks import build_task
 
 PAPER_RUNS = "*_q?_[nlae]*"  # the paper's 72 runs: every paper-v1 student
 
@@ -329,7 +332,7 @@ def main() -> None:
         tp = throughput([int(r) for r in args.runs.split(",")], args.steps,
                         5000 if args.shots else None)
     if args.part in ("all", "grid"):
-        opt = GridOptions(teacher_epochs=_teacher_epochs(args.teacher_epochs),
+        opt = GridOptions(teacher_epochs=parse_teacher_epochs(args.teacher_epochs),
                           teachers=tuple(args.teachers.split(",")), only=args.only,
                           shots=args.shots, head=args.head)
         print(f"grid (paper-v1{', shots' if args.shots else ''}, teachers "

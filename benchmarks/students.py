@@ -21,7 +21,8 @@ import torch
 
 from qdistill.config import StudentConfig, TrainConfig
 from qdistill.students import PaperV2Student, build_student
-from qdistill.train import as_float, cpu_threads, make_adam
+from qdistill.training.evaluation import as_float
+from qdistill.training.fit import cpu_threads, make_adam
 
 
 def _median_ms(fn, repeats: int) -> float:

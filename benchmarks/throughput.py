@@ -26,7 +26,7 @@ import torch
 
 from qdistill.config import StudentConfig, TrainConfig
 from qdistill.students import build_student
-from qdistill.train import cpu_threads, make_adam
+from qdistill.training.fit import cpu_threads, make_adam
 
 STUDENTS = {
     "paper-v2": lambda q: StudentConfig(name="paper-v2", qubits=q, reduction="fc",

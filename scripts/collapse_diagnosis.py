@@ -27,11 +27,12 @@ import torch.nn.functional as F
 
 from qdistill.config import DistillConfig, from_dict
 from qdistill.losses import KDLoss
-from qdistill.runs import build_task
-from qdistill.soft_targets import teacher_logits
-from qdistill.student_runs import resolve_teacher
 from qdistill.students import build_student
-from qdistill.train import _epoch_order, as_float, cross_entropy, seed_everything
+from qdistill.training.distill import resolve_teacher
+from qdistill.training.evaluation import as_float
+from qdistill.training.fit import _epoch_order, cross_entropy, seed_everything
+from qdistill.training.soft_targets import teacher_logits
+from qdistill.training.tasks import build_task
 
 RUN = "results/paper-v1-logprob/runs/mnist_0-7_q3_lenet-te10_s1"
 

@@ -24,8 +24,9 @@ import torch
 from safetensors.torch import save_file
 
 from qdistill.config import DataConfig, from_dict
-from qdistill.runs import build_task, load_teacher
-from qdistill.train import predict_logits
+from qdistill.teachers.cache import load_teacher
+from qdistill.training.evaluation import predict_logits
+from qdistill.training.tasks import build_task
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "teachers"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import qdistill
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.data import from_arrays
 from qdistill.errors import ConfigError
 

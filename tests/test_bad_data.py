@@ -11,7 +11,7 @@ import pytest
 from test_bad_input import STUDENT, TEACHER, no_teacher_trained, refused
 from test_data_sources import FILES, small_set, write_idx_dir
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.data import cache_dir, core, sources
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from test_data_sources import small_set, write_idx_dir  # the same tiny IDX sets
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.data import cache_dir, core
 from qdistill.data.cache import save_arrays
-from qdistill.teachers import MLP, TEACHERS
+from qdistill.teachers.models import MLP, TEACHERS
 
 IDX = core.IDX_FILES
 SMALL = ["--train-per-class", "20", "--test-per-class", "10", "--val-per-class", "5"]

@@ -13,7 +13,7 @@ import pytest
 from test_bad_input import STUDENT, TEACHER, no_teacher_trained, refused
 from test_bad_input import trained as _trained
 
-from qdistill.cli import build_parser, main
+from qdistill.cli.parser import build_parser, main
 from qdistill.config import DistillConfig, TeacherConfig, ranges
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py

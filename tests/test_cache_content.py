@@ -6,7 +6,7 @@ the cache key, and the student ended at chance. Now the teacher cache key, the t
 logits cache and every run's ``config.json`` / ``result.json`` carry the fingerprint of
 the data actually used (``Task.fingerprint()``): other images or labels under the same
 options train another teacher; the same files in another directory hit the same cache.
-Everything goes through the real command line (``qdistill.cli.main``) on tiny IDX sets.
+Everything goes through the real command line (``qdistill.cli.parser.main``) on tiny IDX sets.
 """
 
 import json
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_data_sources import FILES, small_set, write_idx_dir
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.data import cache, cache_dir, make_task
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py

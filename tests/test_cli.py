@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 
 SUBCOMMANDS = [[], ["data"], ["data", "info"], ["teacher"], ["teacher", "train"],
                ["teacher", "eval"]]

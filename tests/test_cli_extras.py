@@ -1,4 +1,4 @@
-"""Through ``qdistill.cli.main``: ``-V``, ``qdistill completion bash|zsh`` (the bash script
+"""Through ``qdistill.cli.parser.main``: ``-V``, ``qdistill completion bash|zsh`` (the bash script
 run in bash) and ``qdistill cache list|clear``."""
 
 import json
@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from qdistill import __version__
-from qdistill.cli import main
+from qdistill.cli.parser import main
 
 
 def test_version_short_and_long(capsys):

@@ -1,6 +1,6 @@
 """One spelling, one type and one default per concept across the subcommands.
 
-Walks the parser objects (``qdistill.cli.build_parser``): every option that several
+Walks the parser objects (``qdistill.cli.parser.build_parser``): every option that several
 subcommands take must have the same value type, action and effective default in all of
 them (the default a run gets when the option is not given: argparse's, else the config
 field's, else the student's or the grid's own), and a concept (an option's ``dest``) has
@@ -12,7 +12,8 @@ import dataclasses
 
 import pytest
 
-from qdistill.cli import _DeprecatedAlias, build_parser, main
+from qdistill.cli.options import DeprecatedAlias
+from qdistill.cli.parser import build_parser, main
 from qdistill.config import DistillConfig, TeacherConfig
 
 # option -> why it differs between subcommands (the test also checks it still does)
@@ -30,6 +31,8 @@ EXCEPTIONS = {
                "shot sampling (3)",
     "--epochs": "reproduce: the grid's own (10, the paper's; paper-v2 --quick 2)",
     "--teacher-epochs": "reproduce trains several teachers: N, or lenet=10,alexnet=1",
+    "--lockstep": "reproduce: off (committed grids reproduce bit for bit); sweep: on (a "
+                  "lockstep run is another draw of the same experiment)",
 }
 
 
@@ -48,14 +51,14 @@ def effective_default(command, action):
         return action.default
     if "." in action.dest:  # a config key: the config's default (distill or teacher)
         from qdistill.students import STUDENTS
-        cfg = DistillConfig() if command == ("distill",) else TeacherConfig()
+        cfg = DistillConfig() if command in (("distill",), ("sweep",)) else TeacherConfig()
         section, key = action.dest.split(".", 1)
         value = getattr(getattr(cfg, section), key)
         if value is None and section == "student":  # the default student's own default
             value = STUDENTS[cfg.student.name].options.get(key)
         return value
     if command == ("reproduce",):
-        from qdistill.reproduce import GridOptions
+        from qdistill.experiments.grids import GridOptions
         fields = {f.name: f.default for f in dataclasses.fields(GridOptions)}
         return fields.get(action.dest)
     return None
@@ -77,7 +80,7 @@ def options():
         for action in parser._actions:
             if not action.option_strings or isinstance(action, argparse._HelpAction):
                 continue
-            if isinstance(action, _DeprecatedAlias):  # an old spelling, kept working
+            if isinstance(action, DeprecatedAlias):  # an old spelling, kept working
                 continue
             for opt in action.option_strings:
                 by_option.setdefault(opt, {})[command] = signature(command, action)
@@ -104,7 +107,7 @@ def test_the_decided_spellings():
     # --device: auto|cpu|cuda|cuda:N, default auto, wherever a command runs a model
     device = by_option["--device"]
     assert {" ".join(c) for c in device} == {"teacher train", "distill", "reproduce",
-                                              "evaluate"}
+                                              "sweep", "evaluate"}
     assert all(s["type"] == "device" and s["default"] == "auto" for s in device.values())
     # --head / --angles: the same default in distill and reproduce
     assert {s["default"] for s in by_option["--head"].values()} == {"logprob"}
@@ -131,7 +134,7 @@ def test_help_states_each_commands_own_defaults(capsys):
     distill = " ".join(capsys.readouterr().out.split())
     assert "--batch-size TRAIN.BATCH_SIZE default 1 (the paper's student protocol)" in distill
     assert "keep the first N training images of each class (default 150" in distill
-    from qdistill.teachers import TEACHERS
+    from qdistill.teachers.models import TEACHERS
     teacher_help = distill.split("--teacher KD.TEACHER none", 1)[1].split(
         "--teacher-weights FILE ")[0]
     for form in [*TEACHERS, "FILE.py:NAME", "FILE.onnx", "run directory"]:
@@ -165,7 +168,7 @@ def test_reproduce_options_map_to_the_grid(monkeypatch):
     """reproduce's defaults are distill's; auto is resolved to the device the runs use."""
     import torch
 
-    from qdistill.cli import grid_options
+    from qdistill.cli.commands import grid_options
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     opt = grid_options(build_parser().parse_args(["reproduce", "paper-v1"]))
     assert (opt.head, opt.angles, opt.shots, opt.device) == ("logprob", "pi", False, "cpu")
@@ -196,18 +199,18 @@ def test_committed_commands_still_find_their_runs_finished(directory, monkeypatc
 
     import torch
 
-    from qdistill import reproduce
-    from qdistill.cli import grid_options
+    from qdistill.cli.commands import grid_options
+    from qdistill.experiments import grids, runner
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     argv = COMMITTED[directory]
     opt = grid_options(build_parser().parse_args(["reproduce", *argv]))
     runs_dir = Path(__file__).resolve().parents[1] / "results" / directory / "runs"
     checked = 0
-    for run in reproduce.GRIDS[argv[0]](opt):
+    for run in grids.GRIDS[argv[0]](opt):
         if opt.only and not fnmatch.fnmatch(run.run_id, opt.only):
             continue
         if (runs_dir / run.run_id / "row.json").is_file():
-            reproduce._check_same_settings(runs_dir / run.run_id, run.cfg)
+            runner._check_same_settings(runs_dir / run.run_id, run.cfg)
             checked += 1
     assert checked == len(list(runs_dir.glob("*/row.json"))) > 0

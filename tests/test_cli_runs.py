@@ -1,4 +1,4 @@
-"""Through ``qdistill.cli.main``: a run's config.json fed back is the same run (reused,
+"""Through ``qdistill.cli.parser.main``: a run's config.json fed back is the same run (reused,
 not retrained), ``--json`` prints one JSON document, digits on distill's defaults says
 every flag to add in its first message, and the digits extra is named when missing."""
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 
 TINY = ["--dataset", "digits", "--classes", "0-3", "--train-per-class", "20",
         "--test-per-class", "10", "--val-per-class", "5", "--student", "paper-v2",
@@ -82,7 +82,7 @@ def test_evaluate_json_and_no_progress_bar_off_a_terminal(student_run, tmp_path,
 def test_evaluate_shows_a_progress_bar_on_a_terminal(student_run, monkeypatch):
     import io
 
-    from qdistill.robustness import robustness_rows
+    from qdistill.experiments.robustness import robustness_rows
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -13,8 +13,9 @@ from qdistill.config import StudentConfig, TrainConfig
 from qdistill.data import make_task
 from qdistill.losses import KDLoss
 from qdistill.students import build_student
-from qdistill.teachers import build_teacher
-from qdistill.train import as_float, fit, seed_everything
+from qdistill.teachers.models import build_teacher
+from qdistill.training.evaluation import as_float
+from qdistill.training.fit import fit, seed_everything
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qdistill.distributed import EpochSampler
+from qdistill.training.distributed import EpochSampler
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1] / "src"))
 
@@ -106,7 +106,7 @@ def test_ddp_refuses_odd_global_batch(tmp_path):
 
 
 def test_torchrun_refuses_grids(tmp_path, monkeypatch, capsys):
-    from qdistill.cli import main
+    from qdistill.cli.parser import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; refused before joining
     assert main(["reproduce", "paper-v1", "--quick", "--out", str(tmp_path / "g")]) == 2

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 
 SMALL = ["--train-per-class", "20", "--test-per-class", "10", "--val-per-class", "5"]
 TEACHER = ["teacher", "train", "--arch", "mlp", "--dataset", "digits", "--classes", "0-4",

@@ -24,8 +24,8 @@ from qdistill.quantum.encodings import AmplitudeEncoding
 from qdistill.quantum.measure import SeededSampling
 from qdistill.quantum.noise import set_noise
 from qdistill.students import REDUCTIONS, build_student
-from qdistill.teachers import build_teacher
-from qdistill.train import evaluate
+from qdistill.teachers.models import build_teacher
+from qdistill.training.evaluation import evaluate
 
 META = torch.device("meta")
 SHAPE = (1, 28, 28)

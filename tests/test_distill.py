@@ -8,7 +8,7 @@ from torch import nn
 
 from qdistill.errors import QdistillError
 from qdistill.losses import KDLoss
-from qdistill.soft_targets import teacher_logits
+from qdistill.training.soft_targets import teacher_logits
 
 
 def _direct(s, t, y, T, alpha, variant):

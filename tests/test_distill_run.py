@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.config import DistillConfig, load_config
 from qdistill.errors import QdistillError
-from qdistill.student_runs import run_distill
+from qdistill.training.distill import run_distill
 
 SMALL = ["data.train_per_class=20", "data.test_per_class=20", "data.val_per_class=5",
          "train.epochs=2", "train.device=cpu", "kd.teacher_epochs=1"]
@@ -63,7 +63,7 @@ def test_load_student_round_trip(tmp_path):
     import torch
 
     from qdistill.data import make_task
-    from qdistill.student_runs import load_student
+    from qdistill.training.distill import load_student
 
     cfg = load_config(DistillConfig, None, [*SMALL, "kd.teacher=none", "train.epochs=1"])
     student, _, _ = run_distill(cfg, tmp_path / "s", log=None)

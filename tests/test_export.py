@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.config import DataConfig, DistillConfig, from_dict, load_config
 from qdistill.errors import QdistillError
-from qdistill.export import export_student, student_circuit
+from qdistill.export.openqasm import export_student, student_circuit
 from qdistill.quantum.gates import Op, apply_ops
 from qdistill.quantum.measure import probabilities
 from qdistill.quantum.noise import NoiseModel, noisy
 from qdistill.quantum.qasm import to_qasm3
 from qdistill.quantum.state import zero_state
-from qdistill.runs import build_task
-from qdistill.student_runs import load_student, run_distill
-from qdistill.train import class_logits
+from qdistill.training.distill import load_student, run_distill
+from qdistill.training.evaluation import class_logits
+from qdistill.training.tasks import build_task
 
 ALLOWED = {"h", "x", "y", "z", "rx", "ry", "rz", "U", "cx", "cz", "crx", "cry", "crz", "swap"}
 

@@ -27,7 +27,7 @@ from qiskit.quantum_info import Statevector  # noqa: E402
 from qdistill.config import StudentConfig  # noqa: E402
 from qdistill.data import make_task  # noqa: E402
 from qdistill.errors import QdistillError  # noqa: E402
-from qdistill.export_sdk import (  # noqa: E402
+from qdistill.export.sdk import (  # noqa: E402
     CircuitBatch,
     _gate,
     _qiskit_circuit,
@@ -44,7 +44,7 @@ from qdistill.quantum.layer import build_quantum_layer  # noqa: E402
 from qdistill.quantum.measure import probabilities  # noqa: E402
 from qdistill.quantum.state import zero_state  # noqa: E402
 from qdistill.students import PaperV1Student, build_student  # noqa: E402
-from qdistill.train import class_logits  # noqa: E402
+from qdistill.training.evaluation import class_logits  # noqa: E402
 
 SHOTS = 10_000
 STUDENTS = {

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from qdistill import losses, students
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.data import registry
 from qdistill.data.core import LoadedArrays
 from qdistill.losses import DistillationLoss

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from qdistill import checkpoint
 from qdistill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TrainConfig
 from qdistill.errors import QdistillError
 from qdistill.lockstep import lockstep_key, plan_groups, run_lockstep
 from qdistill.lockstep import loop as lockstep_loop
-from qdistill.student_runs import run_distill
-from qdistill.train import cpu_threads
+from qdistill.training import checkpoint
+from qdistill.training.distill import run_distill
+from qdistill.training.fit import cpu_threads
 
 WEIGHT_ATOL = 1e-5
 # 24 training images: 3 epochs of 24 batch-1 steps. Longer runs drift apart by more
@@ -186,7 +186,7 @@ def test_paper_v2_vmap_path(tmp_path):
 def _kill_after(monkeypatch, writes: int):
     """Make the lockstep loop die (as from SIGKILL: no handler runs) after ``writes``
     epoch checkpoints."""
-    real = lockstep_loop._write_epoch
+    real = lockstep_loop.write_epoch
     count = {"n": 0}
 
     def write(*args, **kwargs):
@@ -195,7 +195,7 @@ def _kill_after(monkeypatch, writes: int):
         count["n"] += 1
         real(*args, **kwargs)
 
-    monkeypatch.setattr(lockstep_loop, "_write_epoch", write)
+    monkeypatch.setattr(lockstep_loop, "write_epoch", write)
     return real
 
 
@@ -212,7 +212,7 @@ def test_killed_group_resumes_from_each_runs_checkpoint(tmp_path, monkeypatch):
     epochs = [json.loads((tmp_path / f"lock{i}" / "last.json").read_text())["epoch"]
               for i in range(len(cfgs))]
     assert sorted(epochs) == [1, 1, 2, 2]
-    monkeypatch.setattr(lockstep_loop, "_write_epoch", real)
+    monkeypatch.setattr(lockstep_loop, "write_epoch", real)
     # run 3 resumes solo (run_distill), the others in lockstep: either path reads the
     # other's checkpoints
     with cpu_threads(1):
@@ -299,7 +299,8 @@ def test_reproduce_groups_runs_that_can_share_a_step():
 
 
 def test_cli_lockstep_switch(tmp_path, monkeypatch):
-    from qdistill import cli, reproduce
+    from qdistill import cli
+    from qdistill.experiments import reproduce
 
     seen = {}
 

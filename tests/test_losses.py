@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.errors import ConfigError
 from qdistill.losses import LOSSES, build_loss
 
@@ -116,7 +116,7 @@ def test_a_loss_with_parameters_trains_checkpoints_and_resumes(tmp_path):
     from safetensors.torch import load_file
 
     from qdistill.config import DistillConfig, load_config
-    from qdistill.student_runs import run_distill
+    from qdistill.training.distill import run_distill
 
     cfg = load_config(DistillConfig, None, [
         "student.name=paper-v2", "student.qubits=4", "data.dataset=digits",

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from test_bad_input import no_teacher_trained, refused
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.data import (
     DataError,
     ImageSet,

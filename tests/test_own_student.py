@@ -12,8 +12,8 @@ import torch
 from test_bad_input import refused
 from test_export import reference_state
 
-from qdistill.cli import main
-from qdistill.student_runs import load_student
+from qdistill.cli.parser import main
+from qdistill.training.distill import load_student
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py
 
@@ -93,7 +93,7 @@ def test_export_is_the_circuit_the_student_runs(own_run, tmp_path):
     ref = np.abs(reference_state(text)) ** 2  # the independent simulator in test_export.py
     np.testing.assert_allclose(doc["ideal"]["probabilities"], ref, atol=1e-6, rtol=0)
     student, meta = load_student(own_run["run"])
-    from qdistill.runs import task_of_run
+    from qdistill.training.tasks import task_of_run
     x = task_of_run(meta).test.float_images()[3:4]
     with torch.no_grad():
         logits = student(x)[0]

@@ -20,12 +20,12 @@ from safetensors.torch import save_file
 from test_bad_input import refused
 from torch import nn
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.data import cache_dir
-from qdistill.runs import task_of_run
-from qdistill.soft_targets import _logits_key
-from qdistill.train import as_float
-from qdistill.user_teacher import PyTeacher, load_onnx_teacher
+from qdistill.teachers.user import PyTeacher, load_onnx_teacher
+from qdistill.training.evaluation import as_float
+from qdistill.training.soft_targets import _logits_key
+from qdistill.training.tasks import task_of_run
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # own cache dir per test
 
@@ -168,8 +168,8 @@ def test_py_teacher_with_weights_gives_its_own_logits(teacher_py, tmp_path, caps
 
 def test_py_teacher_weights_from_a_pt_state_dict_and_frozen(teacher_py, tmp_path):
     from qdistill.config import DistillConfig, load_config
-    from qdistill.runs import build_task
-    from qdistill.student_runs import resolve_teacher
+    from qdistill.training.distill import resolve_teacher
+    from qdistill.training.tasks import build_task
 
     torch.manual_seed(2)
     model = PyTeacher(teacher_py, "SmallNet").build(K, SHAPE).eval()

@@ -23,7 +23,7 @@ import pytest
 from test_reproduce_ray import _same, _table
 from test_reproduce_report import _tiny_grid
 
-from qdistill import reproduce
+from qdistill.experiments import grids, reproduce
 
 
 def _free_port() -> int:
@@ -71,9 +71,9 @@ def ray_head(monkeypatch):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups, unix sockets")
 def test_existing_cluster_gives_the_local_table(tmp_path, monkeypatch, ray_head):
-    monkeypatch.setitem(reproduce.GRIDS, "tiny", _tiny_grid)
-    monkeypatch.setitem(reproduce.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
-    opt = reproduce.GridOptions()
+    monkeypatch.setitem(grids.GRIDS, "tiny", _tiny_grid)
+    monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
+    opt = grids.GridOptions()
     logs: list[str] = []
     on_cluster = reproduce.run_grid("tiny", opt, tmp_path / "cluster", executor="ray",
                                     address=ray_head, log=logs.append)

@@ -11,7 +11,9 @@ import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from qdistill import palette, plots, report, robustness  # noqa: E402
+from qdistill.experiments import robustness  # noqa: E402
+from qdistill.reporting import palette, plots  # noqa: E402
+from qdistill.reporting import tables as report  # noqa: E402
 
 USER_TEACHER = "runs/my-teacher"  # a teacher run directory: an extra palette colour
 LONG = "fully quantum (avgpool + amplitude, hea x4), a needlessly long setting label"
@@ -169,10 +171,11 @@ def test_one_colour_per_teacher_in_every_figure(monkeypatch, tmp_path):
 def test_rebuild_gives_the_same_table_and_all_figures(tmp_path, monkeypatch):
     import json
 
-    from qdistill import rebuild, reproduce
+    from qdistill.experiments import grids, reproduce
+    from qdistill.reporting import rebuild
 
-    monkeypatch.setitem(reproduce.GRIDS, "tiny", lambda opt: [])
-    monkeypatch.setitem(reproduce.PAPER_TABLES, "tiny", lambda: {})
+    monkeypatch.setitem(grids.GRIDS, "tiny", lambda opt: [])
+    monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: {})
     rows, _, _ = _grid(1)
     for r in rows:
         r.update(grid="", qubits=3, student="paper-v1", val_acc=r["test_acc"], best_epoch=10,
@@ -181,7 +184,7 @@ def test_rebuild_gives_the_same_table_and_all_figures(tmp_path, monkeypatch):
         run = tmp_path / "runs" / r["run_id"]
         run.mkdir(parents=True)
         (run / "row.json").write_text(json.dumps(r))
-    reproduce.write_report("tiny", rows, tmp_path, reproduce.GridOptions(), seconds=600.0)
+    reproduce.write_report("tiny", rows, tmp_path, grids.GridOptions(), seconds=600.0)
     table = (tmp_path / "table.md").read_text()
     for f in ("gains.png", "curves.png", "accuracy.png"):
         (tmp_path / f).unlink()

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from test_reproduce_report import _tiny_grid
 
-from qdistill import cli, executors, reproduce
+from qdistill import cli
 from qdistill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TrainConfig
 from qdistill.errors import QdistillError
+from qdistill.experiments import executors, grids, reproduce, runner
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def two_usable_cpus(monkeypatch):
     machine's own core count must not leak in: on this module's 2-CPU Ray instance a
     16-core machine's 16 // 2 = 8 CPUs per run would never be scheduled (and the log
     checked below says 1 CPU per run)."""
-    monkeypatch.setattr(reproduce, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(runner, "usable_cpus", lambda: 2)
 
 
 def _same(row):
@@ -50,9 +51,9 @@ def _table(out):
 
 
 def test_ray_gives_the_local_table_bit_for_bit(tmp_path, monkeypatch, ray_instance):
-    monkeypatch.setitem(reproduce.GRIDS, "tiny", _tiny_grid)
-    monkeypatch.setitem(reproduce.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
-    opt = reproduce.GridOptions()
+    monkeypatch.setitem(grids.GRIDS, "tiny", _tiny_grid)
+    monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
+    opt = grids.GridOptions()
     logs = []
     local = reproduce.run_grid("tiny", opt, tmp_path / "local", workers=2, log=logs.append)
     on_ray = reproduce.run_grid("tiny", opt, tmp_path / "ray", workers=2, executor="ray",
@@ -78,7 +79,7 @@ def _slow_grid(opt):
         data=DataConfig(dataset="digits", classes="0-9", train_per_class=100,
                         test_per_class=20),
         train=TrainConfig(epochs=2, batch_size=1, seed=0, device="cpu"))
-    return [reproduce.Run("slow_s0", "digits 0-9", cfg)]
+    return [grids.Run("slow_s0", "digits 0-9", cfg)]
 
 
 def _task_pids(name):
@@ -113,9 +114,9 @@ def _kill_after_first_epoch(run_dir, seen):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="/proc and SIGKILL")
 def test_killed_task_is_retried_and_resumes(tmp_path, monkeypatch, ray_instance):
-    monkeypatch.setitem(reproduce.GRIDS, "slow", _slow_grid)
-    monkeypatch.setitem(reproduce.PAPER_TABLES, "slow", dict)
-    opt = reproduce.GridOptions()
+    monkeypatch.setitem(grids.GRIDS, "slow", _slow_grid)
+    monkeypatch.setitem(grids.PAPER_TABLES, "slow", dict)
+    opt = grids.GridOptions()
     [whole] = reproduce.run_grid("slow", opt, tmp_path / "whole", log=lambda m: None)
 
     run_dir = tmp_path / "ray" / "runs" / "slow_s0"
@@ -145,12 +146,12 @@ def test_a_failing_run_is_reported_as_by_the_local_pool(tmp_path, monkeypatch,
         run.cfg.student.reduction = "nope"
         return [run]
 
-    monkeypatch.setitem(reproduce.GRIDS, "bad", bad_grid)
-    monkeypatch.setitem(reproduce.PAPER_TABLES, "bad", dict)
+    monkeypatch.setitem(grids.GRIDS, "bad", bad_grid)
+    monkeypatch.setitem(grids.PAPER_TABLES, "bad", dict)
     messages = []
     for executor in ("local", "ray"):
         with pytest.raises(QdistillError) as err:
-            reproduce.run_grid("bad", reproduce.GridOptions(), tmp_path / executor,
+            reproduce.run_grid("bad", grids.GridOptions(), tmp_path / executor,
                                executor=executor, log=lambda m: None)
         messages.append(str(err.value))
     assert messages[0] == messages[1]  # the run's own one-line error, not Ray's wrapper
@@ -162,7 +163,7 @@ def test_gpu_runs_need_a_gpu_in_the_ray_instance(ray_instance):
         pytest.skip("this machine has a GPU")
     pool = executors.make_executor("ray", workers=1, threads=1, device="cuda")
     with pytest.raises(QdistillError, match="local Ray instance sees no GPU"):
-        list(pool.run(reproduce._run_one, []))  # an error, not a wait for a GPU forever
+        list(pool.run(runner._run_one, []))  # an error, not a wait for a GPU forever
     with pytest.raises(QdistillError, match="use --device cuda"):
         executors.make_executor("ray", workers=1, threads=1, device="cuda:1")
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from qdistill import report
 from qdistill.errors import QdistillError
-from qdistill.reproduce import DirLock
+from qdistill.experiments.runner import DirLock
+from qdistill.reporting import tables as report
 
 
 def test_t_interval_closed_form():
@@ -59,7 +59,7 @@ def test_lock_refuses_second_process_and_takes_over_stale(tmp_path):
 def _tiny_grid(opt):
     """Digits, a 4-qubit fully quantum student, no teacher vs an MLP teacher, 2 seeds."""
     from qdistill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TrainConfig
-    from qdistill.reproduce import Run
+    from qdistill.experiments.grids import Run
 
     runs = []
     for teacher in ("none", "mlp"):
@@ -76,12 +76,12 @@ def _tiny_grid(opt):
 
 
 def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
-    from qdistill import reproduce
+    from qdistill.experiments import grids, reproduce
 
-    monkeypatch.setitem(reproduce.GRIDS, "tiny", _tiny_grid)
-    monkeypatch.setitem(reproduce.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
+    monkeypatch.setitem(grids.GRIDS, "tiny", _tiny_grid)
+    monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
     logs = []
-    rows = reproduce.run_grid("tiny", reproduce.GridOptions(), tmp_path, workers=1,
+    rows = reproduce.run_grid("tiny", grids.GridOptions(), tmp_path, workers=1,
                               log=logs.append)
     assert len(rows) == 4
     for name in ("runs.csv", "table.md", "accuracy.png", "curves.png", "gains.png"):
@@ -90,16 +90,16 @@ def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
     assert "(paper 50.00)" in table and "mlp gain" in table
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 5
     # A second invocation redoes nothing.
-    again = reproduce.run_grid("tiny", reproduce.GridOptions(), tmp_path, workers=1,
+    again = reproduce.run_grid("tiny", grids.GridOptions(), tmp_path, workers=1,
                                log=logs.append)
     assert any("4 runs, 4 done, 0 to run" in m for m in logs)
     assert sorted(r["test_acc"] for r in again) == sorted(r["test_acc"] for r in rows)
     with pytest.raises(QdistillError, match="unknown grid"):
-        reproduce.run_grid("nope", reproduce.GridOptions(), tmp_path)
+        reproduce.run_grid("nope", grids.GridOptions(), tmp_path)
 
 
 def test_grid_definitions_match_the_paper():
-    from qdistill.reproduce import GridOptions, paper_v1_grid, paper_v2_grid
+    from qdistill.experiments.grids import GridOptions, paper_v1_grid, paper_v2_grid
 
     full = paper_v1_grid(GridOptions())
     paper_runs = [r for r in full if r.cfg.student.name == "paper-v1"]
@@ -132,28 +132,28 @@ def test_grid_definitions_match_the_paper():
 
 
 def test_finished_run_with_other_settings_is_not_reused(tmp_path, monkeypatch):
-    from qdistill import reproduce
+    from qdistill.experiments import grids, reproduce
 
     def grid(opt):
         runs = _tiny_grid(opt)[:1]
         runs[0].cfg.train.lr = opt.epochs and 1e-2 or 1e-3  # settings vary with options
         return runs
 
-    monkeypatch.setitem(reproduce.GRIDS, "tiny1", grid)
-    monkeypatch.setitem(reproduce.PAPER_TABLES, "tiny1", dict)
-    reproduce.run_grid("tiny1", reproduce.GridOptions(), tmp_path, log=lambda m: None)
+    monkeypatch.setitem(grids.GRIDS, "tiny1", grid)
+    monkeypatch.setitem(grids.PAPER_TABLES, "tiny1", dict)
+    reproduce.run_grid("tiny1", grids.GridOptions(), tmp_path, log=lambda m: None)
     with pytest.raises(QdistillError, match="other settings"):
-        reproduce.run_grid("tiny1", reproduce.GridOptions(epochs=1), tmp_path,
+        reproduce.run_grid("tiny1", grids.GridOptions(epochs=1), tmp_path,
                            log=lambda m: None)
 
 
 def test_only_filter_is_an_anchored_glob(tmp_path):
-    from qdistill import reproduce
+    from qdistill.experiments import grids, reproduce
 
-    opt = reproduce.GridOptions(only="mnist_0-5_q3_*")
+    opt = grids.GridOptions(only="mnist_0-5_q3_*")
     with pytest.raises(QdistillError, match="no run of paper-v1 matches"):
-        reproduce.run_grid("paper-v1", reproduce.GridOptions(only="nothing*"), tmp_path)
+        reproduce.run_grid("paper-v1", grids.GridOptions(only="nothing*"), tmp_path)
     import fnmatch
-    ids = [r.run_id for r in reproduce.paper_v1_grid(opt)]
+    ids = [r.run_id for r in grids.paper_v1_grid(opt)]
     kept = [i for i in ids if fnmatch.fnmatchcase(i, opt.only)]
     assert kept and all(i.startswith("mnist_") for i in kept)  # not fashion-mnist_...

@@ -10,12 +10,12 @@ import math
 import pytest
 import torch
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 from qdistill.config import DistillConfig, load_config
+from qdistill.experiments.robustness import _test_split, mean_accuracy, robustness_rows
 from qdistill.quantum import noisy
-from qdistill.robustness import _test_split, mean_accuracy, robustness_rows
-from qdistill.student_runs import load_student, run_distill
-from qdistill.train import predict_logits
+from qdistill.training.distill import load_student, run_distill
+from qdistill.training.evaluation import predict_logits
 
 TINY = ["student.name=quantum", "student.qubits=4", "student.reduction=avgpool",
         "student.layers=3", "kd.teacher=none", "data.dataset=digits", "data.classes=0-3",
@@ -94,7 +94,7 @@ def test_evaluate_cli_writes_files(student_run, tmp_path, capsys):
 def test_grid_robustness_pools_runs_per_teacher(student_run, tmp_path):
     import shutil
 
-    from qdistill.robustness import grid_robustness
+    from qdistill.experiments.robustness import grid_robustness
 
     run, _ = student_run
     for seed in (0, 1):  # a reproduce directory: OUT/runs/<id>/ with row.json
@@ -145,7 +145,7 @@ def test_noise_aware_training_and_checkpoint_round_trip(tmp_path, capsys):
 
 
 def test_kd_robustness_table_pairs_by_row_and_seed():
-    from qdistill.robustness import kd_robustness_table
+    from qdistill.experiments.robustness import kd_robustness_table
 
     def row(group, seed, teacher, label, acc):
         return {"group": group, "train_seed": seed, "teacher": teacher, "classes": "0-3",

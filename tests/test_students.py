@@ -15,7 +15,7 @@ from qdistill.students import (
     build_student,
     parameter_split,
 )
-from qdistill.train import class_logits
+from qdistill.training.evaluation import class_logits
 
 
 def test_v1_circuit_product_formula():

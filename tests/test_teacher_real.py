@@ -2,9 +2,10 @@
 
 from qdistill.config import TeacherConfig, TrainConfig
 from qdistill.data import make_task
-from qdistill.runs import get_teacher, load_teacher, train_teacher
-from qdistill.teachers import build_teacher
-from qdistill.train import evaluate, fit
+from qdistill.teachers.cache import get_teacher, load_teacher, train_teacher
+from qdistill.teachers.models import build_teacher
+from qdistill.training.evaluation import evaluate
+from qdistill.training.fit import fit
 
 
 def test_lenet_learns_mnist_in_one_epoch():

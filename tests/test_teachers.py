@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from qdistill import checkpoint
 from qdistill.errors import CheckpointError, QdistillError
-from qdistill.teachers import build_teacher, check_teacher, count_parameters
+from qdistill.teachers.models import build_teacher, check_teacher, count_parameters
+from qdistill.training import checkpoint
 
 
 def test_paper_parameter_counts():

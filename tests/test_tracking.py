@@ -5,14 +5,14 @@ import json
 import pytest
 from test_bad_input import STUDENT, TEACHER, refused
 
-from qdistill.cli import main
+from qdistill.cli.parser import main
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py
 
 
 def test_callbacks_see_every_epoch_as_metrics_jsonl_records_it(tmp_path):
     from qdistill.config import DistillConfig, load_config
-    from qdistill.student_runs import run_distill
+    from qdistill.training.distill import run_distill
 
     cfg = load_config(DistillConfig, None, [
         "student.name=paper-v2", "student.qubits=4", "data.dataset=digits",

@@ -11,7 +11,8 @@ from torch import nn
 
 from qdistill.config import TrainConfig
 from qdistill.errors import CheckpointError, QdistillError
-from qdistill.train import NonFiniteOutputs, evaluate, fit
+from qdistill.training.evaluation import NonFiniteOutputs, evaluate
+from qdistill.training.fit import fit
 
 
 def _blobs(n: int, seed: int) -> SimpleNamespace:
@@ -52,7 +53,7 @@ def test_learns_and_selects_on_validation(tmp_path):
 def test_best_weights_are_a_copy_not_the_live_ones(tmp_path):
     # The weights kept (in memory, best.safetensors and last's copy) are the selected epoch's.
     model, res = _fit(tmp_path, epochs=3)
-    from qdistill import checkpoint
+    from qdistill.training import checkpoint
     tensors, meta = checkpoint.load(tmp_path / "best")
     last, _ = checkpoint.load(tmp_path / "last")
     best_from_last = {k[5:]: v for k, v in last.items() if k.startswith("best.")}

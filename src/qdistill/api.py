@@ -39,7 +39,8 @@ from torch import nn
 from .config import DistillConfig, TeacherConfig, load_config
 from .data import RawDataset, cache_dir
 from .errors import ConfigError
-from .train import EpochCallback, FitResult
+from .training.fit import EpochCallback
+from .training.resume import FitResult
 
 __all__ = ["DistillResult", "TeacherResult", "distill", "train_teacher"]
 
@@ -120,7 +121,7 @@ def distill(student: str = "paper-v1", teacher: str | nn.Module | None = "lenet"
             **options: Any) -> DistillResult:
     """Train one student with (or, ``teacher=None``, without) a teacher; see the module
     docstring. The defaults are the command line's (the paper's student protocol)."""
-    from .student_runs import run_distill
+    from .training.distill import run_distill
 
     module = teacher if isinstance(teacher, nn.Module) else None
     spec = "none" if teacher is None else ("none" if module is not None else str(teacher))
@@ -146,8 +147,8 @@ def train_teacher(arch: str = "lenet", data: str | os.PathLike[str] | RawDataset
                   **options: Any) -> TeacherResult:
     """Train (or load from the cache) a teacher; ``out`` None = the teacher cache, keyed
     by config and data content, as ``qdistill teacher train`` without ``--out``."""
-    from .runs import get_teacher, load_teacher, teacher_dir
-    from .runs import train_teacher as train
+    from .teachers.cache import get_teacher, load_teacher, teacher_dir
+    from .teachers.cache import train_teacher as train
 
     cfg = load_config(TeacherConfig, None, [
         f"arch={json.dumps(arch)}", f"data.dataset={json.dumps(_dataset(data))}",

@@ -133,7 +133,7 @@ class StudentConfig:
 @dataclass
 class KDConfig:
     # none | lenet | alexnet | ensemble | mlp | a teacher run directory | FILE.py:NAME
-    # (your own nn.Module class or factory) | FILE.onnx (see qdistill.user_teacher)
+    # (your own nn.Module class or factory) | FILE.onnx (see qdistill.teachers.user)
     teacher: str = "lenet"
     # With teacher FILE.py:NAME only: its trained weights (.safetensors, or a .pt/.pth
     # state dict read with torch.load(weights_only=True)), loaded strictly and frozen;

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qdistill.errors import QdistillError
+from ..errors import QdistillError
 
 # The built-in dataset names and their aliases live in the dataset table (registry.py).
 

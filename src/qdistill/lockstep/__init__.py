@@ -46,14 +46,15 @@ from typing import Any
 
 import torch
 
-from .. import distributed
 from ..config import DistillConfig, to_dict
 from ..quantum.memory import available_memory_bytes
-from ..student_runs import run_distill
-from ..train import resolve_device, seed_everything
+from ..training import distributed
+from ..training.distill import run_distill
+from ..training.fit import resolve_device, seed_everything
 from .loop import RunState, activation_bytes, finish_run, init_run, train_group
 from .prepare import Prepared, prepare
-from .twin import Twin, Unsupported
+from .proxies import Unsupported
+from .twin import Twin
 
 __all__ = ["MAX_GROUP", "Outcome", "Prepared", "Twin", "Unsupported", "describe_groups",
            "lockstep_key", "max_group_size", "plan_groups", "run_bytes", "run_lockstep"]
@@ -128,8 +129,8 @@ def max_group_size(cfg: DistillConfig, groups_at_once: int = 1) -> int:
     """How many runs like ``cfg`` one lockstep group may hold: ``MAX_GROUP``, or fewer
     when ``groups_at_once`` such groups would not fit in ``MEMORY_FRACTION`` of the
     memory available on the run's device (checked before any group starts)."""
-    from ..runs import build_task
     from ..students import build_student
+    from ..training.tasks import build_task
 
     task = build_task(cfg.data, cfg.train.seed)
     state = torch.get_rng_state()
@@ -254,7 +255,7 @@ def _lockstep(members: list[int], preps: dict[int, Prepared], outcomes: list[Out
             runs[i] = run
     by_start: dict[int, list[int]] = defaultdict(list)
     for i, run in runs.items():
-        by_start[run.start_epoch].append(i)
+        by_start[run.progress.epoch + 1].append(i)
     left: list[int] = []
     for start, ids in sorted(by_start.items()):
         group = [runs[i] for i in ids]

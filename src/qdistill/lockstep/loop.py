@@ -1,11 +1,11 @@
-"""The lockstep training loop: ``train.fit``, step for step, for R prepared runs at once.
+"""The lockstep training loop: ``fit``, step for step, for R prepared runs at once.
 
 Per run, everything a solo ``fit`` keeps is kept apart: the seed (a ``torch.Generator``
 seeded as ``fit`` seeds the global RNG, whose state goes into the checkpoints as
-``rng.torch``), the data order (``train._epoch_order``), the soft targets, the loss's
+``rng.torch``), the data order (``fit._epoch_order``), the soft targets, the loss's
 temperature and alpha (per-run tensors), Adam's lr / weight decay and moments (stacked:
 Adam is elementwise), the validation-based selection, the history and the files
-(written by ``train._write_epoch`` and ``checkpoint`` as ``fit`` writes them). What is
+(written by :mod:`qdistill.training.resume`, as ``fit`` writes them). What is
 shared is the step: one forward and one backward of the run-batched twin
 (:mod:`.twin`) and one fused Adam call per distinct set of Adam settings.
 
@@ -15,38 +15,25 @@ error at that epoch (its last good checkpoint kept); the others go on.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import checkpoint, train
 from ..config import to_dict
-from ..errors import CheckpointError, QdistillError
-from ..losses import HintonKD
-from ..losses.base import UNLABELLED
-from ..train import (
-    FitResult,
-    _epoch_order,
-    _strip,
-    _unflatten_optimizer,
-    _write_epoch,
-    as_float,
-    class_logits,
-    make_adam,
-    resolve_device,
-    take_columns,
-)
+from ..errors import QdistillError
+from ..training.evaluation import as_float, class_logits
+from ..training.fit import _epoch_order, make_adam, resolve_device
+from ..training.resume import FitResult, Progress, finish, restore, run_identity, write_epoch
 from .prepare import Prepared
-from .twin import Twin, Unsupported, fold
+from .proxies import Unsupported, fold
+from .step import GroupAdam, GroupLoss
+from .twin import Twin
 
 # Folded rows per evaluation chunk are chosen so that one chunk's activations stay
 # under this many bytes (the results do not depend on it; the shot sampling keeps the
@@ -66,11 +53,7 @@ class RunState:
     gen: torch.Generator  # the run's stand-in for the solo run's global torch RNG
     run_meta: dict[str, Any]
     run_id: Any
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch: int = 0
-    best_val: float = -math.inf
-    start_epoch: int = 1
+    progress: Progress = field(default_factory=Progress)
     error: BaseException | None = None
     result: FitResult | None = None
 
@@ -91,7 +74,7 @@ def init_run(prep: Prepared, log: Callable[[str], None] | None) -> RunState:
     model = prep.model.to(device)
     opt = make_adam(model, cfg)
     run_meta = dict(prep.run_meta, train=to_dict(cfg))
-    run_id = json.loads(json.dumps(run_meta, sort_keys=True, default=str))
+    run_id = run_identity(run_meta)
     state = RunState(prep, device, opt, torch.Generator().manual_seed(cfg.seed), run_meta,
                      run_id)
     if len(prep.train.labels) == 0:
@@ -103,210 +86,24 @@ def init_run(prep: Prepared, log: Callable[[str], None] | None) -> RunState:
                                     "training images")
         return state
     out = prep.out_dir
-    if out is not None and checkpoint.exists(out / "last"):
+    if out is not None:
         try:
-            tensors, meta = checkpoint.load(out / "last")
-            if meta.get("run") != run_id:
-                raise CheckpointError(
-                    f"{out} holds a checkpoint of a different run; choose another output "
-                    "directory or delete it")
-            checkpoint.load_into(model, _strip("model.", tensors), str(out / "last"))
-            opt.load_state_dict(_unflatten_optimizer(tensors, meta["optim"]))
+            restored = restore(out, run_id, model, opt)
         except QdistillError as exc:
             state.error = exc
             return state
-        state.gen.set_state(tensors["rng.torch"])
-        state.best_state = _strip("best.", tensors)
-        state.history = meta["history"]
-        state.best_epoch, state.best_val = meta["best_epoch"], meta["best_val"]
-        state.start_epoch = meta["epoch"] + 1
-        if log and state.start_epoch <= cfg.epochs:
-            log(f"{prep.desc}: resuming {out} after epoch {meta['epoch']}")
+        if restored is not None:
+            state.progress, tensors = restored
+            state.gen.set_state(tensors["rng.torch"])
+            if log and state.progress.epoch < cfg.epochs:
+                log(f"{prep.desc}: resuming {out} after epoch {state.progress.epoch}")
     return state
 
 
 def finish_run(run: RunState) -> None:
     """``fit``'s ending: the selected weights into the student, ``best.*`` and
     ``result.json`` written, ``run.result`` set."""
-    assert run.best_state is not None
-    model, out = run.model, run.out
-    model.load_state_dict(run.best_state)
-    best = run.history[run.best_epoch - 1]
-    run.result = FitResult(
-        history=run.history, best_epoch=run.best_epoch, val_acc=best["val_acc"],
-        test_acc=best["test_acc"],
-        paper_best_test_acc=max(h["test_acc"] for h in run.history),
-        out_dir=str(out) if out else None)
-    if out is not None:
-        checkpoint.save(out / "best", model.state_dict(),
-                        dict(run.run_meta, metrics=run.result.summary()))
-        fingerprint = {k: run.run_meta[k] for k in ("data_fingerprint",)
-                       if k in run.run_meta}
-        checkpoint.atomic_write_json(out / "result.json", dict(run.result.summary(),
-                                                               **fingerprint,
-                                                               history=run.history))
-
-
-# --------------------------------------------------------------------------- Adam
-class GroupAdam:
-    """``torch.optim.Adam(fused=True)`` for stacked parameters: the same kernel
-    (``torch._fused_adam_``) and state, one call per distinct set of Adam settings
-    (per-run views when the runs' lr or weight decay differ)."""
-
-    def __init__(self, twin: Twin, opts: Sequence[torch.optim.Optimizer],
-                 models: Sequence[nn.Module]):
-        self.twin = twin
-        groups = []
-        for opt in opts:
-            if len(opt.param_groups) != 1:
-                raise Unsupported("more than one optimiser parameter group")
-            g = opt.param_groups[0]
-            if not g.get("fused") or g.get("amsgrad") or g.get("differentiable"):
-                raise Unsupported("Adam without the fused kernel (or with amsgrad)")
-            groups.append(g)
-        self.names = [n for n, t in twin.params.items() if t.requires_grad]
-        self.hparams = [(g["lr"], tuple(g["betas"]), g["eps"], g["weight_decay"],
-                         bool(g.get("maximize", False)),
-                         bool(g.get("decoupled_weight_decay", False))) for g in groups]
-        split: dict[tuple, list[int]] = defaultdict(list)
-        for r, hp in enumerate(self.hparams):
-            split[hp].append(r)
-        self.split = list(split.items())
-        self.exp_avg: dict[str, torch.Tensor] = {}
-        self.exp_avg_sq: dict[str, torch.Tensor] = {}
-        self.step_t: dict[str, torch.Tensor] = {}
-        self.has_state: dict[str, bool] = {}
-        for n in self.names:
-            stacked = twin.params[n]
-            states = []
-            for opt, model in zip(opts, models, strict=True):
-                p = model.get_parameter(n)
-                states.append(opt.state.get(p, {}))
-            present = [bool(s) for s in states]
-            if any(present) and not all(present):
-                raise Unsupported(f"Adam state of {n} in some runs only")
-            self.has_state[n] = all(present)
-            if self.has_state[n]:
-                steps = {float(s["step"]) for s in states}
-                if len(steps) != 1:
-                    raise Unsupported("runs at different Adam steps")
-                self.step_t[n] = states[0]["step"].detach().clone().to(stacked.device)
-                self.exp_avg[n] = torch.stack([twin.from_run_layout(n, s["exp_avg"])
-                                               for s in states]).contiguous()
-                self.exp_avg_sq[n] = torch.stack([twin.from_run_layout(n, s["exp_avg_sq"])
-                                                  for s in states]).contiguous()
-            else:
-                self.step_t[n] = torch.zeros((), dtype=torch.float32, device=stacked.device)
-                self.exp_avg[n] = torch.zeros_like(stacked)
-                self.exp_avg_sq[n] = torch.zeros_like(stacked)
-
-    def zero_grad(self) -> None:
-        for t in self.twin.params.values():
-            t.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        params = self.twin.params
-        names = [n for n in self.names if params[n].grad is not None]
-        if not names:
-            return
-        torch._foreach_add_([self.step_t[n] for n in names], 1)
-        whole = len(self.split) == 1
-        for (lr, (beta1, beta2), eps, wd, maximize, decoupled), runs in self.split:
-            if whole:
-                ps = [params[n] for n in names]
-                gs = [params[n].grad for n in names]
-                ea = [self.exp_avg[n] for n in names]
-                es = [self.exp_avg_sq[n] for n in names]
-                st = [self.step_t[n] for n in names]
-            else:
-                ps = [params[n][r] for r in runs for n in names]
-                gs = [params[n].grad[r] for r in runs for n in names]
-                ea = [self.exp_avg[n][r] for r in runs for n in names]
-                es = [self.exp_avg_sq[n][r] for r in runs for n in names]
-                st = [self.step_t[n] for _ in runs for n in names]
-            fn = torch._fused_adamw_ if decoupled else torch._fused_adam_
-            fn(ps, gs, ea, es, [], st, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
-               weight_decay=wd, eps=eps, maximize=maximize, grad_scale=None, found_inf=None)
-        for n in names:
-            self.has_state[n] = True
-
-    @torch.no_grad()
-    def sync(self, r: int, model: nn.Module, opt: torch.optim.Optimizer) -> None:
-        """Run r's weights into its own student and its Adam state into its own
-        optimiser (what ``_write_epoch`` saves)."""
-        for n, t in self.twin.run_state(r).items():
-            model.get_parameter(n).copy_(t)
-        for n in self.names:
-            p = model.get_parameter(n)
-            if not self.has_state[n]:
-                continue
-            opt.state[p] = {
-                "step": self.step_t[n].clone(),
-                "exp_avg": self.twin.to_run_layout(n, self.exp_avg[n][r]).contiguous().clone(),
-                "exp_avg_sq": self.twin.to_run_layout(n, self.exp_avg_sq[n][r])
-                .contiguous().clone(),
-            }
-
-
-# --------------------------------------------------------------------------- loss
-class GroupLoss:
-    """Every run's training loss from the folded outputs, ``(R,)``.
-
-    Plain cross-entropy (``--teacher none``) and the Hinton-family KD losses
-    (``hinton``, ``paper``) are computed for all runs at once, with per-run T, alpha
-    and CE weight; a no-teacher run in a KD group is the KD formula with weight 1 on CE
-    and 0 on the KL term (to zero soft targets), which is its cross-entropy exactly.
-    Any other loss is called run by run.
-    """
-
-    def __init__(self, fns: Sequence[Any], class_outputs: list[int], device: torch.device):
-        self.fns = list(fns)
-        self.cols = list(class_outputs)
-        kd = [f for f in self.fns if f is not train.cross_entropy]
-        R = len(self.fns)
-        if not kd:
-            self.mode = "ce"
-        elif all(isinstance(f, HintonKD) for f in kd) and len({type(f) for f in kd}) == 1 \
-                and all(f.class_outputs in (None, self.cols) for f in kd):
-            self.mode = "kd"
-            hard, coef, temp = [], [], []
-            for f in self.fns:
-                if f is train.cross_entropy:
-                    hard.append(1.0)
-                    coef.append(0.0)
-                    temp.append(1.0)
-                else:  # HintonKD.combine: hard * ce + alpha * t * t * kl
-                    hard.append(1.0 if f.hard_weight_is_one else 1.0 - f.alpha)
-                    coef.append(f.alpha * f.temperature * f.temperature)
-                    temp.append(f.temperature)
-            self.hard = torch.tensor(hard, dtype=torch.float32, device=device)
-            self.coef = torch.tensor(coef, dtype=torch.float32, device=device)
-            self.temp = torch.tensor(temp, dtype=torch.float32, device=device).view(R, 1, 1)
-        else:
-            self.mode = "loop"
-
-    def __call__(self, out: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None
-                 ) -> torch.Tensor:
-        R, b = y.shape
-        if self.mode == "loop":
-            rows = out.view(R, b, -1)
-            return torch.stack([
-                fn(rows[r], y[r], soft[r] if soft is not None and fn is not
-                   train.cross_entropy else None) for r, fn in enumerate(self.fns)])
-        # losses.base.labelled_ce: hidden labels (-1, a transfer set) add nothing, the
-        # sum over the batch / its size (= F.cross_entropy's mean without hidden labels)
-        ce = F.cross_entropy(out, y.reshape(-1), ignore_index=UNLABELLED,
-                             reduction="none").view(R, b).sum(1) / b
-        if self.mode == "ce":
-            return ce
-        s = take_columns(out, self.cols).reshape(R, b, -1)
-        if soft is None or soft.shape != s.shape:
-            raise Unsupported("soft targets do not match the student's class outputs")
-        kl = F.kl_div(F.log_softmax(s / self.temp, dim=-1),
-                      F.log_softmax(soft / self.temp, dim=-1),
-                      reduction="none", log_target=True).reshape(R, -1).sum(1) / b
-        return self.hard * ce + self.coef * kl
+    run.result = finish(run.model, run.progress, run.out, run.run_meta)
 
 
 # --------------------------------------------------------------------------- data
@@ -483,21 +280,15 @@ def train_group(runs: list[RunState], start_epoch: int, log: Callable[[str], Non
             record = {"epoch": epoch, "train_loss": losses_epoch[r] / seen,
                       "train_acc": corrects[r] / max(1, labelled[r]), "val_acc": val[r],
                       "test_acc": test[r], "seconds": seconds}
-            run.history.append(record)
             group.adam.sync(r, run.model, run.opt)
-            score = val[r] if not math.isnan(val[r]) else float(epoch)
-            if score > run.best_val:
-                run.best_val, run.best_epoch = score, epoch
-                run.best_state = {k: v.detach().clone()
-                                  for k, v in run.model.state_dict().items()}
+            run.progress.add(record, run.model)
             if log:
                 log(f"{run.prep.desc} epoch {epoch}/{cfg.epochs}: loss "
                     f"{record['train_loss']:.4f} train {record['train_acc']:.4f} val "
                     f"{val[r]:.4f} test {test[r]:.4f} ({seconds:.1f}s)")
             if run.out is not None:
-                _write_epoch(run.out, run.model, run.opt, run.best_state, run.history,
-                             epoch, run.best_epoch, run.best_val, run.run_id,
-                             [run.gen.get_state()])
+                write_epoch(run.out, run.model, run.opt, run.progress, run.run_id,
+                            [run.gen.get_state()])
         if all(run.error is not None for run in runs):
             break
 

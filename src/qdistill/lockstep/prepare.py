@@ -1,6 +1,6 @@
 """One run prepared exactly as ``run_distill`` prepares it, stopped before training.
 
-``prepare(cfg, out_dir)`` calls :func:`qdistill.student_runs.run_distill` itself with
+``prepare(cfg, out_dir)`` calls :func:`qdistill.training.distill.run_distill` itself with
 its ``fit`` swapped, for the duration of the call, for a function that records the
 arguments and stops. So a lockstep run is checked, seeded, built, given its teacher's
 soft targets and its run metadata by the very code a solo run uses: it refuses what a
@@ -20,13 +20,14 @@ from typing import Any
 
 from torch import nn
 
-from .. import student_runs, train
 from ..config import DistillConfig, TrainConfig
+from ..training import distill
+from ..training import fit as train
 
 # fit's keyword arguments the lockstep loop implements; any other one that run_distill
 # passes with a value other than fit's default makes the run train solo.
 HANDLED = {"loss_fn", "soft_targets", "out_dir", "run_meta", "desc", "log", "callbacks"}
-_SWAP = threading.Lock()  # one swap of student_runs.fit at a time
+_SWAP = threading.Lock()  # one swap of distill.fit at a time
 
 
 class _Prepared(Exception):
@@ -66,14 +67,14 @@ def prepare(cfg: DistillConfig, out_dir: str | Path | None) -> Prepared:
         raise _Prepared
 
     with _SWAP:
-        original = student_runs.fit
-        student_runs.fit = capture
+        original = distill.fit
+        distill.fit = capture
         try:
-            student_runs.run_distill(cfg, out_dir, log=None)
+            distill.run_distill(cfg, out_dir, log=None)
         except _Prepared:
             pass
         finally:
-            student_runs.fit = original
+            distill.fit = original
     if not seen:  # run_distill returned without calling fit: nothing to lockstep
         raise RuntimeError("run_distill did not reach fit")
     kwargs = seen["kwargs"]

@@ -39,22 +39,21 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, vmap
 
-from ..quantum.measure import Measurement, probabilities
-
-
-class Unsupported(Exception):
-    """This group cannot be trained in lockstep (the runs are trained solo instead)."""
-
-
-_DROPOUTS = (nn.Dropout, nn.Dropout2d)
-_OTHER_RANDOM = (nn.Dropout1d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+from ..quantum.measure import Measurement
+from .proxies import (
+    DROPOUTS,
+    OTHER_RANDOM,
+    Conv2dProxy,
+    DropoutProxy,
+    LinearProxy,
+    MeasurementProxy,
+    PerRunProxy,
+    Unsupported,
+)
 
 
 def _tensors(module: nn.Module, recurse: bool) -> list[tuple[str, torch.Tensor]]:
@@ -63,7 +62,7 @@ def _tensors(module: nn.Module, recurse: bool) -> list[tuple[str, torch.Tensor]]
 
 
 def _random_inside(module: nn.Module) -> bool:
-    return any(isinstance(m, _DROPOUTS + _OTHER_RANDOM)
+    return any(isinstance(m, DROPOUTS + OTHER_RANDOM)
                or (isinstance(m, Measurement) and m.shots is not None)
                for m in module.modules())
 
@@ -98,7 +97,7 @@ class Twin:
         # state-dict name -> stacked leaf (R, ...); "t": stored transposed (Linear)
         self.params: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.layout: dict[str, str] = {}
-        self.measurements: list[_MeasurementProxy] = []
+        self.measurements: list[MeasurementProxy] = []
         self.capture = False  # measurements return exact probabilities (see loop.py)
         self._root_scalars: list[tuple[str, torch.Tensor]] = []
         self._convert(self.template, "")
@@ -142,19 +141,19 @@ class Twin:
 
     def _proxy(self, child: nn.Module, full: str) -> nn.Module | None:
         pre = full + "."
-        if isinstance(child, _OTHER_RANDOM):
+        if isinstance(child, OTHER_RANDOM):
             raise Unsupported(f"{type(child).__name__} at {full}")
         if isinstance(child, nn.modules.batchnorm._NormBase):
             raise Unsupported(f"{type(child).__name__} at {full} (statistics updated in "
                               "training)")
-        if isinstance(child, _DROPOUTS):
+        if isinstance(child, DROPOUTS):
             if child.inplace:
                 raise Unsupported(f"in-place dropout at {full}")
-            return _DropoutProxy(self, child.p, isinstance(child, nn.Dropout2d))
+            return DropoutProxy(self, child.p, isinstance(child, nn.Dropout2d))
         if isinstance(child, Measurement):
             if _tensors(child, recurse=True):
                 raise Unsupported(f"a measurement with parameters at {full}")
-            proxy = _MeasurementProxy(self, child, [_get_module(m, full) for m in self.models])
+            proxy = MeasurementProxy(self, child, [_get_module(m, full) for m in self.models])
             self.measurements.append(proxy)
             return proxy
         if getattr(child, "noise", None) is not None:
@@ -162,16 +161,16 @@ class Twin:
         if type(child) is nn.Linear:
             w = self._stack(pre + "weight", "t")
             b = self._stack(pre + "bias", "") if child.bias is not None else None
-            return _LinearProxy(self, w, b)
+            return LinearProxy(self, w, b)
         if type(child) is nn.Conv2d and child.padding_mode == "zeros" and child.groups == 1:
             w = self._stack(pre + "weight", "")
             b = self._stack(pre + "bias", "") if child.bias is not None else None
-            return _Conv2dProxy(self, child, w, b)
+            return Conv2dProxy(self, child, w, b)
         if _tensors(child, recurse=False):
             if _random_inside(child):
                 raise Unsupported(f"random layers inside {type(child).__name__} at {full}")
             stacked = {n: self._stack(pre + n, "") for n, _ in _tensors(child, recurse=True)}
-            return _PerRunProxy(self, child, stacked, full)
+            return PerRunProxy(self, child, stacked, full)
         return None
 
     # ----------------------------------------------------------------- running
@@ -283,226 +282,3 @@ def _get(module: nn.Module, name: str) -> torch.Tensor:
 
 def _get_module(module: nn.Module, name: str) -> nn.Module:
     return module.get_submodule(name)
-
-
-class _LinearProxy(nn.Module):
-    def __init__(self, twin: Twin, weight_t: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.twin, self.weight_t, self.bias = twin, weight_t, bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead, features = x.shape[:-1], x.shape[-1]
-        h = x.reshape(self.twin.R, -1, features)
-        out = _BatchedLinear.apply(h, self.weight_t, self.bias)
-        return out.reshape(*lead, self.weight_t.shape[-1])
-
-
-class _BatchedLinear(torch.autograd.Function):
-    """``x (R, B, in) @ W (R, in, out) + b (R, out)`` with a hand-written backward.
-
-    At B = 1 the weight gradient is an outer product; autograd's ``bmm`` for it (K = 1,
-    a transposed operand) took 2-9 ms at R = 72 (MKL's slow path, worse when the output
-    buffer holds denormals), the broadcast product 0.07 ms.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
-        x = x.contiguous()
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        if bias is None:
-            return torch.bmm(x, weight)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.bmm(grad, weight.transpose(1, 2))
-        if ctx.needs_input_grad[1]:
-            gw = (x.transpose(1, 2) * grad if x.shape[1] == 1
-                  else torch.bmm(x.transpose(1, 2), grad))
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = grad.sum(1)
-        return gx, gw, gb
-
-
-class _Conv2dProxy(nn.Module):
-    # Per-run batch from which R plain convolutions beat one grouped one (2-core CPU,
-    # R = 12, paper-v1 front end: batch 1 grouped 0.35 ms vs 1.0 ms as a loop; batch
-    # 256, 10 -> 20 channels: 83 ms grouped vs 39 ms as a loop).
-    LOOP_FROM = 16
-
-    def __init__(self, twin: Twin, conv: nn.Conv2d, weight: torch.Tensor,
-                 bias: torch.Tensor | None):
-        super().__init__()
-        self.twin, self.weight, self.bias = twin, weight, bias
-        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        R = self.twin.R
-        b = x.shape[0] // R
-        if b >= self.LOOP_FROM:  # big per-run batches (evaluation): one conv per run
-            return torch.cat([
-                F.conv2d(x[r * b:(r + 1) * b], self.weight[r],
-                         self.bias[r] if self.bias is not None else None, self.stride,
-                         self.padding, self.dilation) for r in range(R)])
-        c, h, w = x.shape[1:]
-        folded = x.view(R, b, c, h, w).transpose(0, 1).reshape(b, R * c, h, w)
-        weight = self.weight.reshape(-1, *self.weight.shape[2:])
-        bias = self.bias.reshape(-1) if self.bias is not None else None
-        out = F.conv2d(folded, weight, bias, self.stride, self.padding, self.dilation, R)
-        co = self.weight.shape[1]
-        return out.view(b, R, co, *out.shape[2:]).transpose(0, 1).reshape(R * b, co,
-                                                                          *out.shape[2:])
-
-
-class _DropoutProxy(nn.Module):
-    """PyTorch's CPU dropout (``_dropout_impl``), run by run, from each run's generator."""
-
-    def __init__(self, twin: Twin, p: float, feature: bool):
-        super().__init__()
-        self.twin, self.p, self.feature = twin, float(p), feature
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        if p == 0 or not self.training or x.numel() == 0:
-            return x
-        if p == 1:
-            return x * torch.zeros((), dtype=x.dtype, device=x.device)
-        R = self.twin.R
-        b = x.shape[0] // R
-        if self.feature:
-            if x.dim() != 4:
-                raise Unsupported(f"Dropout2d on a {x.dim()}-d input")
-            shape = (b, x.shape[1], 1, 1)
-        else:
-            shape = (b, *x.shape[1:])
-        # Each run's draw into its own rows (bernoulli_ fills a slice as it fills a new
-        # tensor of that shape), then one division for all (elementwise: the same values
-        # as each run's own div_, without R scalar-to-tensor conversions).
-        noise = torch.empty((R * b, *shape[1:]), dtype=x.dtype)
-        for r, g in enumerate(self.twin.gens):
-            noise[r * b:(r + 1) * b].bernoulli_(1 - p, generator=g)
-        noise.div_(1 - p)
-        return x * noise.to(x.device, non_blocking=True)
-
-
-class _MeasurementProxy(nn.Module):
-    """Exact: the measurement itself on the folded batch. Shots: exact probabilities,
-    then run r sampled by run r's own measurement module (see the module doc)."""
-
-    def __init__(self, twin: Twin, measurement: Measurement, runs: list[nn.Module]):
-        super().__init__()
-        self.twin, self.measurement = twin, measurement
-        self.runs = runs  # each run's own Measurement (its generator and seed)
-        self.exact = False  # self_check: exact values, whatever the shots
-
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        m = self.measurement
-        if m.shots is None or self.exact and not self.twin.capture:
-            return m(state) if m.shots is None else m._readout(probabilities(state, m.wires))
-        p = probabilities(state, m.wires)
-        if self.twin.capture:
-            return p
-        return self.sample(p)
-
-    def sample(self, p: torch.Tensor) -> torch.Tensor:
-        """The measurement's output from exact probabilities ``p (R*B, K)``: each live
-        run's rows sampled by its own measurement, as a solo run would."""
-        R = self.twin.R
-        b = p.shape[0] // R
-        outs = []
-        for r in range(R):
-            pr = p[r * b:(r + 1) * b]
-            outs.append(self.sample_run(r, pr))
-        return torch.cat(outs)
-
-    def sample_run(self, r: int, p: torch.Tensor) -> torch.Tensor:
-        meas = self.runs[r]
-        if not self.twin.alive[r]:
-            return meas._readout(p)
-        if meas.seed is None:  # what Measurement.generator does, from the run's "global" RNG
-            meas.seed = int(torch.randint(0, 2**62, (1,), generator=self.twin.gens[r]).item())
-        try:
-            return meas.from_probabilities(p)
-        except RuntimeError as exc:  # e.g. NaN probabilities: the solo run stops here
-            self.twin.alive[r] = False
-            self.twin.errors[r] = exc
-            return meas._readout(p.detach())
-
-
-class _PerRunProxy(nn.Module):
-    """A module with tensors of its own, run with each run's tensors: vmap over the run
-    axis, or a loop over the runs where vmap cannot run the module."""
-
-    def __init__(self, twin: Twin, module: nn.Module, stacked: dict[str, torch.Tensor],
-                 where: str):
-        super().__init__()
-        self.twin, self.where = twin, where
-        self.base = [module]  # a list: not registered as a submodule (no train/eval walk)
-        self.stacked = stacked
-        self.mode = "vmap"
-
-    def forward(self, *args: Any) -> Any:
-        R = self.twin.R
-        rows = next((a.shape[0] for a in args if isinstance(a, torch.Tensor)), None)
-        if rows is None or rows % R:
-            raise Unsupported(f"{self.where}: no folded batch among the arguments")
-        b = rows // R
-        split = [isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == rows
-                 for a in args]
-        base = self.base[0]
-        base.train(self.training)
-        if self.mode == "vmap":
-            try:
-                return self._vmap(base, args, split, b)
-            except Exception:  # vmap cannot run it (autograd.Function, in-place op...)
-                self.mode = "loop"
-        return self._loop(base, args, split, b)
-
-    def _vmap(self, base: nn.Module, args: tuple, split: list[bool], b: int) -> Any:
-        R = self.twin.R
-        unfolded = [a.reshape(R, b, *a.shape[1:]) if s else a
-                    for a, s in zip(args, split, strict=True)]
-
-        def call(tensors: dict[str, torch.Tensor], *xs: Any) -> Any:
-            return functional_call(base, tensors, xs)
-
-        dims = (0, *[0 if s else None for s in split])
-        out = vmap(call, in_dims=dims)(self.stacked, *unfolded)
-        return _fold(out, R * b)
-
-    def _loop(self, base: nn.Module, args: tuple, split: list[bool], b: int) -> Any:
-        outs = []
-        for r in range(self.twin.R):
-            tensors = {n: t[r] for n, t in self.stacked.items()}
-            xs = tuple(a[r * b:(r + 1) * b] if s else a
-                       for a, s in zip(args, split, strict=True))
-            outs.append(functional_call(base, tensors, xs))
-        return _cat(outs)
-
-
-def _fold(out: Any, rows: int) -> Any:
-    if isinstance(out, torch.Tensor):
-        return out.reshape(rows, *out.shape[2:])
-    if isinstance(out, tuple | list):
-        return type(out)(_fold(o, rows) for o in out)
-    raise Unsupported(f"module output of type {type(out).__name__}")
-
-
-def _cat(outs: list[Any]) -> Any:
-    if isinstance(outs[0], torch.Tensor):
-        return torch.cat(outs)
-    if isinstance(outs[0], tuple | list):
-        return type(outs[0])(_cat(list(o)) for o in zip(*outs, strict=True))
-    raise Unsupported(f"module output of type {type(outs[0]).__name__}")
-
-
-def fold(x: torch.Tensor) -> torch.Tensor:
-    """``(R, B, ...)`` -> ``(R*B, ...)``."""
-    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
-

@@ -22,7 +22,7 @@ parameters at all (``inspect.signature(NAME)``, ``self`` excluded), in which cas
 called with none; any other signature that cannot take those two arguments is refused.
 The result must be an ``nn.Module`` with parameters mapping ``(B, C, H, W)`` floats in
 [0, 1] to ``(B, K)`` logits over the task's classes in the task's order
-(:func:`qdistill.teachers.check_teacher` runs it on two blank images first).
+(:func:`qdistill.teachers.models.check_teacher` runs it on two blank images first).
 
 * With ``--teacher-weights W`` (``.safetensors``; or a ``.pt``/``.pth`` state dict,
   read with ``torch.load(weights_only=True)``: a pickle that holds anything but
@@ -72,14 +72,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint
-from .config import TeacherConfig, validate
-from .data import cache_dir
-from .errors import CheckpointError, QdistillError
-from .runs import build_task, teacher_key, teacher_meta
-from .teachers import check_teacher
-from .train import fit, seed_everything
-from .user_code import UserFactory, one_line, parse_py_spec, read_file
+from ..config import TeacherConfig, validate
+from ..data import cache_dir
+from ..errors import CheckpointError, QdistillError
+from ..training import checkpoint
+from ..training.fit import fit, seed_everything
+from ..training.tasks import build_task
+from ..user_code import UserFactory, one_line, parse_py_spec, read_file
+from .cache import teacher_key, teacher_meta
+from .models import check_teacher
 
 _MODULE_COUNTER = itertools.count()
 _LIST_AT_MOST = 8  # keys named in a message before "... (N more)"

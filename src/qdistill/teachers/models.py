@@ -11,12 +11,12 @@ user's own image size works by construction, with no special case:
 A teacher is any ``nn.Module`` that maps float images ``(B, C, H, W)`` in [0, 1] to
 class logits ``(B, K)``. To use your own::
 
-    from qdistill.teachers import check_teacher
+    from qdistill.teachers.models import check_teacher
     my_cnn = MyCNN(num_classes=6)
     check_teacher(my_cnn, image_shape=(1, 28, 28), num_classes=6)  # clear error if not
 
 From the command line, ``--teacher FILE.py:NAME [--teacher-weights W.safetensors]`` or
-``--teacher model.onnx`` (see :mod:`qdistill.user_teacher`).
+``--teacher model.onnx`` (see :mod:`qdistill.teachers.user`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import QdistillError, unknown_name
+from ..errors import QdistillError, unknown_name
 
 
 def _conv_out(size: int, kernel: int, padding: int = 0) -> int:
@@ -132,7 +132,7 @@ def build_teacher(
     name: str, num_classes: int, image_shape: tuple[int, int, int] = (1, 28, 28)
 ) -> nn.Module:
     """Build an untrained teacher by name (``lenet``, ``alexnet``, ``ensemble``, ``mlp``)."""
-    if name.startswith("py:"):  # a FILE.py:NAME teacher's checkpoint (qdistill.user_teacher)
+    if name.startswith("py:"):  # a FILE.py:NAME teacher's checkpoint (qdistill.teachers.user)
         raise QdistillError(f"teacher {name} is your own module: it is rebuilt from its "
                             "file, so use it as --teacher FILE.py:NAME")
     if name not in TEACHERS:

@@ -1,10 +1,10 @@
 """Rebuild the tables and figures of committed results directories from their committed
 files, training and evaluating nothing:
 
-    python -m qdistill.rebuild results/paper-v1 results/paper-v2 ...
+    python -m qdistill.reporting.rebuild results/paper-v1 results/paper-v2 ...
 
 A grid directory (``runs/*/row.json`` + ``table.md``, written by ``qdistill
-reproduce``) goes through :func:`qdistill.reproduce.write_report` again, the code
+reproduce``) goes through :func:`qdistill.experiments.reproduce.write_report` again, the code
 ``qdistill reproduce`` itself runs: ``runs.csv``, ``table.md``, ``accuracy.png``,
 ``curves.png``, ``gains.png``. The committed table.md's ``Options`` / wall-time line is
 kept (this command ran no grid). A ``robustness.csv`` (``<grid>/robustness/``, or a
@@ -21,9 +21,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import reproduce
-from .errors import QdistillError
-from .robustness import _plot as plot_robustness
+from ..errors import QdistillError
+from ..experiments import grids, reproduce
+from ..experiments.robustness import _plot as plot_robustness
 
 
 def rebuild_grid(d: Path) -> list[Path]:
@@ -32,10 +32,10 @@ def rebuild_grid(d: Path) -> list[Path]:
     old = table.read_text()
     head = re.match(r"# (\S+?)( \(quick\))?: ", old)
     opts = re.search(r"^Options: (\{.*\})\. Wall time.*$", old, re.M)
-    if not head or not opts or head.group(1) not in reproduce.GRIDS:
+    if not head or not opts or head.group(1) not in grids.GRIDS:
         raise QdistillError(f"{table}: not a table written by qdistill reproduce")
-    fields = {f.name for f in dataclasses.fields(reproduce.GridOptions)}
-    opt = reproduce.GridOptions(**{k: v for k, v in json.loads(opts.group(1)).items()
+    fields = {f.name for f in dataclasses.fields(grids.GridOptions)}
+    opt = grids.GridOptions(**{k: v for k, v in json.loads(opts.group(1)).items()
                                    if k in fields})
     rows = [json.loads(p.read_text()) for p in sorted(d.glob("runs/*/row.json"))]
     if not rows:
@@ -79,7 +79,7 @@ def rebuild(directory: str | Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     dirs = list(sys.argv[1:] if argv is None else argv)
     if not dirs or dirs[0] in ("-h", "--help"):
-        print("usage: python -m qdistill.rebuild DIR [DIR...]\n\n" + (__doc__ or ""))
+        print("usage: python -m qdistill.reporting.rebuild DIR [DIR...]\n\n" + (__doc__ or ""))
         return 0 if dirs else 2
     try:
         for d in dirs:

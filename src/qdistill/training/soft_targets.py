@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data import cache_dir
 from . import checkpoint, distributed
-from .data import cache_dir
-from .train import predict_logits
+from .evaluation import predict_logits
 
 
 def _logits_key(teacher_meta: dict[str, Any], images: torch.Tensor, preprocess: str) -> str:

@@ -1,4 +1,4 @@
-"""Experiment tracking: epoch callbacks for :func:`qdistill.train.fit`.
+"""Experiment tracking: epoch callbacks for :func:`qdistill.training.fit.fit`.
 
 A callback is any function taking one epoch's metrics (a dict: ``epoch``,
 ``train_loss``, ``train_acc``, ``val_acc``, ``test_acc``, ``seconds``, ``best_epoch``,
@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import QdistillError
+from ..errors import QdistillError
 
 
 class TensorBoard:

@@ -4,7 +4,7 @@
     torchrun --nproc-per-node 4 -m qdistill distill --student paper-v2 --qubits 8 ...
 
 ``torchrun`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; the CLI then calls
-:func:`init_from_env` and :func:`qdistill.train.fit` does the rest:
+:func:`init_from_env` and :func:`qdistill.training.fit.fit` does the rest:
 
 - ``--batch-size`` stays the *global* batch: each of the N processes takes B/N images
   of every step. The shard comes from :class:`EpochSampler`, a DistributedSampler whose
@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from .errors import QdistillError
+from ..errors import QdistillError
 
 
 def env_world_size() -> int:

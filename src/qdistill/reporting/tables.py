@@ -54,7 +54,7 @@ def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, floa
 def collapsed(row: dict[str, Any]) -> bool:
     """A run that ended at chance level: test accuracy below 1.5 / K."""
     spec = row.get("classes")
-    from .data import parse_classes
+    from ..data import parse_classes
 
     k = 10 if spec in (None, "", "None") else len(parse_classes(spec, 10))
     return float(row["test_acc"]) < 1.5 / k
@@ -146,7 +146,7 @@ def gain_table(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
 
 
 def _chance(row: dict[str, Any]) -> float:
-    from .data import parse_classes
+    from ..data import parse_classes
 
     spec = row.get("classes")
     return 1.0 / (10 if spec in (None, "", "None") else len(parse_classes(spec, 10)))

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .errors import CheckpointError, QdistillError
+from ..errors import CheckpointError, QdistillError
 
 FORMAT_VERSION = 1
 

@@ -20,33 +20,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__, checkpoint
-from .config import (
-    DataConfig,
-    DistillConfig,
-    TeacherConfig,
-    TrainConfig,
-    to_dict,
-    validate,
-)
-from .data import ImageSet, Task
-from .errors import QdistillError
-from .losses import KDLoss
-from .quantum.memory import check_statevector_memory
-from .runs import build_task, get_teacher, load_teacher
+from .. import __version__
+from ..config import DataConfig, DistillConfig, TeacherConfig, TrainConfig, to_dict, validate
+from ..data import ImageSet, Task
+from ..errors import QdistillError
+from ..losses import KDLoss
+from ..quantum.memory import check_statevector_memory
+from ..students import build_student, parameter_split, resolve_student
+from ..students.user import identity as student_identity
+from ..teachers.cache import get_teacher, load_teacher
+from ..teachers.models import TEACHERS, check_teacher
+from . import checkpoint
+from .fit import EpochCallback, cpu_threads, cross_entropy, fit, resolve_device, seed_everything
+from .resume import FitResult
 from .soft_targets import teacher_logits
-from .students import build_student, parameter_split, resolve_student
-from .students.user import identity as student_identity
-from .teachers import TEACHERS, check_teacher
-from .train import (
-    EpochCallback,
-    FitResult,
-    cpu_threads,
-    cross_entropy,
-    fit,
-    resolve_device,
-    seed_everything,
-)
+from .tasks import build_task
 
 
 def teacher_config_for(cfg: DistillConfig, arch: str | None = None) -> TeacherConfig:
@@ -75,9 +63,9 @@ def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
     task's fingerprint), the path of a teacher run directory, ``FILE.py:NAME`` (your
     own module class or factory: loaded from ``kd.teacher_weights`` and frozen, or
     trained and cached like a built-in teacher) or ``FILE.onnx`` (run by onnxruntime);
-    see :mod:`qdistill.user_teacher`. A teacher trained on other classes is refused.
+    see :mod:`qdistill.teachers.user`. A teacher trained on other classes is refused.
     """
-    from .user_teacher import (
+    from ..teachers.user import (
         PyTeacher,
         get_py_teacher,
         load_onnx_teacher,
@@ -182,7 +170,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
                 ) -> tuple[nn.Module, FitResult, dict[str, Any]]:
     """Train the student ``cfg`` describes; returns (student, result, run metadata).
 
-    ``callbacks``: called with every epoch's metrics (:mod:`qdistill.tracking`).
+    ``callbacks``: called with every epoch's metrics (:mod:`qdistill.training.tracking`).
 
     ``teacher``: your own trained ``nn.Module`` (images (B, C, H, W) in [0, 1] -> logits
     (B, K) over the task's classes, in the task's class order); it replaces
@@ -257,7 +245,7 @@ def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     The architecture is rebuilt from the checkpoint's own metadata, and the weights must
     fit it exactly (PCA components and other buffers included).
     """
-    from .config import StudentConfig, from_dict
+    from ..config import StudentConfig, from_dict
 
     p = Path(path)
     stem = p / "best" if p.is_dir() else p

@@ -1,5 +1,5 @@
 """The figures of a grid (matplotlib, Agg backend), drawn with the palette of
-:mod:`qdistill.palette` so a teacher has one colour everywhere.
+:mod:`qdistill.reporting.palette` so a teacher has one colour everywhere.
 
 - :func:`forest_figure`: KD gains as a dot-and-interval (forest) plot, one row per
   setting x teacher, the paper's claim on the same row (``gains.png``).
@@ -10,7 +10,7 @@
 
 Every figure uses constrained layout and grows with its number of rows;
 :func:`save` writes it with ``bbox_inches="tight"``. The data come ready-made from
-:mod:`qdistill.report` (which turns a grid's rows into them).
+:mod:`qdistill.reporting.tables` (which turns a grid's rows into them).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def ordered_teachers(names: Sequence[str]) -> list[str]:
 def chance_of_setting(setting: str) -> float | None:
     """1/K read from a grid's setting label: ``"<dataset> <classes>, ..."`` (paper-v1)
     or ``"<dataset>, ..."`` (all 10 classes, paper-v2); None when it does not parse."""
-    from .data import parse_classes
+    from ..data import parse_classes
 
     words = setting.split(",")[0].split()
     try:

@@ -26,13 +26,11 @@ What it guarantees:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoint, distributed
-from .config import TrainConfig, to_dict
-from .errors import CheckpointError, QdistillError
+from ..config import TrainConfig, to_dict
+from ..errors import QdistillError
+from . import distributed
+from .evaluation import NonFiniteOutputs, as_float, class_logits, evaluate
+from .resume import FitResult, Progress, finish, restore, run_identity, write_epoch
 
 # loss_fn(logits, labels, soft_targets_or_None) -> scalar loss
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -113,117 +113,6 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def as_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [0, 1] (the paper's ToTensor); floats pass through."""
-    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
-
-
-def class_logits(model: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
-    """The class logits among a model's outputs: ``outputs[:, model.class_outputs]`` when
-    the model declares more outputs than classes (the paper-v1 student's notebook head
-    has 2^(n+1)), else ``outputs`` unchanged. Accuracy is always taken on these."""
-    cols = getattr(model, "class_outputs", None)
-    if cols is None or outputs.shape[1] == len(cols):
-        return outputs
-    return take_columns(outputs, cols)
-
-
-def take_columns(t: torch.Tensor, cols: list[int]) -> torch.Tensor:
-    """``t[:, cols]``. Columns ``0..K-1`` (every built-in student) are taken as a slice:
-    indexing a CUDA tensor with a Python list copies the list to the GPU first, and a
-    copy from pageable host memory waits for the GPU (a sync per training step)."""
-    if list(cols) == list(range(len(cols))):
-        return t[:, :len(cols)]
-    return t[:, cols]
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024,
-                   device: torch.device | None = None) -> torch.Tensor:
-    """Logits for all ``images`` (uint8 or float), in eval mode, on ``device``."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    outs = [model(as_float(images[i:i + batch_size].to(device)))
-            for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    if not outs:
-        return torch.empty(0, 0, device=device)
-    return torch.cat(outs)
-
-
-class NonFiniteOutputs(QdistillError):
-    """A model gave non-finite (NaN or inf) outputs on evaluation images (see
-    :func:`evaluate`)."""
-
-
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch_size: int = 1024) -> float:
-    """Accuracy in [0, 1] (NaN for an empty set)."""
-    if len(labels) == 0:
-        return float("nan")
-    logits = class_logits(model, predict_logits(model, images, batch_size))
-    # One host read per evaluation (not per batch): NaN or +-inf logits would give an
-    # argmax and an accuracy that mean nothing (an overflow gives NaN or inf depending
-    # on the CPU's kernels, so both are refused). On a GPU this is also where a zero-norm
-    # amplitude-encoded sample shows up (encodings.refuse_zero_norm checks on CPU only).
-    if not bool(torch.isfinite(logits).all()):
-        raise NonFiniteOutputs(f"{type(model).__name__} gave non-finite (NaN or inf) "
-                               "outputs on the evaluation images: a non-finite weight, "
-                               "or an all-zero sample under amplitude encoding")
-    return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
-
-
-@dataclass
-class FitResult:
-    history: list[dict[str, float]]
-    best_epoch: int  # 1-based; selected on validation accuracy
-    val_acc: float  # at best_epoch
-    test_acc: float  # at best_epoch: the number to report
-    paper_best_test_acc: float  # max test acc over epochs: the paper's (biased) metric
-    out_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "best_epoch": self.best_epoch, "val_acc": self.val_acc, "test_acc": self.test_acc,
-            "paper_best_test_acc_over_epochs": self.paper_best_test_acc,
-            "epochs_run": len(self.history),
-        }
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"optim.{idx}.{k}"] = v
-            else:
-                scalars[f"{idx}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, idx, k = key.split(".", 2)
-            state.setdefault(int(idx), {})[k] = v
-    for key, v in meta["scalars"].items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {prefix + k: v for k, v in tensors.items()}
-
-
-def _strip(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
 def fit(
     model: nn.Module,
     train: Any,
@@ -252,10 +141,10 @@ def fit(
     written, with that epoch's record (``epoch``, ``train_loss``, ``train_acc``,
     ``val_acc``, ``test_acc``, ``seconds``) plus ``best_epoch`` and ``run`` (the run
     directory or None): experiment tracking hangs off this (e.g.
-    :class:`qdistill.tracking.TensorBoard`). Epochs restored by a resume are not
+    :class:`qdistill.training.tracking.TensorBoard`). Epochs restored by a resume are not
     replayed.
 
-    Under ``torchrun`` (see :mod:`qdistill.distributed`) the model is wrapped in
+    Under ``torchrun`` (see :mod:`qdistill.training.distributed`) the model is wrapped in
     DistributedDataParallel, ``cfg.batch_size`` is the global batch, and only rank 0
     logs, writes files and calls the callbacks.
     """
@@ -286,7 +175,7 @@ def fit(
     run_meta = dict(run_meta or {}, train=to_dict(cfg))
     if world > 1:  # a DDP run resumes only with the same number of processes
         run_meta["world_size"] = world
-    run_id = json.loads(json.dumps(run_meta, sort_keys=True, default=str))
+    run_id = run_identity(run_meta)
 
     x_train, y_train = train.images.to(device), train.labels.to(device)
     if len(y_train) == 0:
@@ -295,40 +184,25 @@ def fit(
     if soft is not None and len(soft) != len(y_train):
         raise QdistillError(f"{len(soft)} soft targets for {len(y_train)} training images")
 
-    history: list[dict[str, float]] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, best_val = 0, -math.inf
+    progress = Progress()
     out = Path(out_dir) if out_dir is not None else None
-    start_epoch = 1
     if out is not None:
         # Nothing is created before the first epoch has finished: a run refused or
-        # diverging in epoch 1 leaves no directory behind (_write_epoch creates it).
+        # diverging in epoch 1 leaves no directory behind (write_epoch creates it).
         distributed.barrier()
-        last = out / "last"
-        if checkpoint.exists(last):
-            tensors, meta = checkpoint.load(last)
-            if meta.get("run") != run_id:
-                raise CheckpointError(
-                    f"{out} holds a checkpoint of a different run; choose another output "
-                    "directory or delete it"
-                )
-            checkpoint.load_into(model, _strip("model.", tensors), str(last))
-            if loss_module is not None:
-                loss_module.load_state_dict(_strip("loss.", tensors))
-            opt.load_state_dict(_unflatten_optimizer(tensors, meta["optim"]))
+        restored = restore(out, run_id, model, opt, loss_module)
+        if restored is not None:
+            progress, tensors = restored
             torch.set_rng_state(tensors["rng.torch" + (f".{rank}" if rank else "")])
-            best_state = _strip("best.", tensors)
-            history, best_epoch, best_val = meta["history"], meta["best_epoch"], meta["best_val"]
-            start_epoch = meta["epoch"] + 1
-            if log and start_epoch <= cfg.epochs:
-                log(f"{desc}: resuming {out} after epoch {meta['epoch']}")
+            if log and progress.epoch < cfg.epochs:
+                log(f"{desc}: resuming {out} after epoch {progress.epoch}")
 
     # One process: the epoch order is _epoch_order itself; N processes: rank r takes
     # positions r, r+N, ... of it (see distributed.EpochSampler).
     sampler = distributed.EpochSampler(
         len(y_train), lambda e: _epoch_order(len(y_train), cfg.seed, e), world, rank)
     steps = math.ceil(sampler.num_samples / batch_size)
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    for epoch in range(progress.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         net.train()
         sampler.set_epoch(epoch)
@@ -378,12 +252,7 @@ def fit(
             "val_acc": val_acc, "test_acc": test_acc,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        history.append(record)
-        # Empty validation split (val_acc NaN): the last epoch is selected.
-        score = val_acc if not math.isnan(val_acc) else float(epoch)
-        if score > best_val:
-            best_val, best_epoch = score, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        progress.add(record, model)
         if log:
             log(f"{desc} epoch {epoch}/{cfg.epochs}: loss {train_loss:.4f} "
                 f"train {record['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
@@ -391,55 +260,12 @@ def fit(
         if out is not None:
             rng_states = distributed.gather_rng_states()  # collective: every rank calls it
             if main:
-                _write_epoch(out, model, opt, best_state, history, epoch, best_epoch,
-                             best_val, run_id, rng_states,
-                             extra=_prefixed("loss.", loss_module.state_dict())
-                             if loss_module is not None else None)
+                write_epoch(out, model, opt, progress, run_id, rng_states, loss_module)
         if main:
             for callback in callbacks:
-                callback(dict(record, best_epoch=best_epoch,
+                callback(dict(record, best_epoch=progress.best_epoch,
                               run=str(out) if out is not None else None))
 
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    best = history[best_epoch - 1]
-    result = FitResult(
-        history=history, best_epoch=best_epoch, val_acc=best["val_acc"],
-        test_acc=best["test_acc"],
-        paper_best_test_acc=max(h["test_acc"] for h in history),
-        out_dir=str(out) if out else None,
-    )
-    if out is not None and main:
-        checkpoint.save(out / "best", model.state_dict(),
-                        dict(run_meta, metrics=result.summary()))
-        # The data fingerprint (Task.fingerprint(), when the caller recorded one in
-        # run_meta) says which data these numbers are about.
-        fingerprint = {k: run_meta[k] for k in ("data_fingerprint",) if k in run_meta}
-        checkpoint.atomic_write_json(out / "result.json", dict(result.summary(),
-                                                               **fingerprint,
-                                                               history=history))
+    result = finish(model, progress, out, run_meta, write=main)
     distributed.barrier()  # the other ranks may read the best checkpoint next
     return result
-
-
-def _write_epoch(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                 best_state: dict[str, torch.Tensor] | None, history: list[dict[str, float]],
-                 epoch: int, best_epoch: int, best_val: float, run_id: Any,
-                 rng_states: list[torch.Tensor],
-                 extra: dict[str, torch.Tensor] | None = None) -> None:
-    opt_tensors, opt_meta = _flatten_optimizer(opt)
-    tensors = {
-        **(extra or {}),
-        **_prefixed("model.", model.state_dict()),
-        **_prefixed("best.", best_state or {}),
-        **opt_tensors,
-        # rank 0 (or the one process) under "rng.torch", rank r > 0 under "rng.torch.r"
-        **{"rng.torch" + (f".{r}" if r else ""): st for r, st in enumerate(rng_states)},
-    }
-    checkpoint.atomic_write_json(out / "config.json", run_id)
-    lines = "".join(json.dumps(h) + "\n" for h in history)
-    checkpoint.atomic_write_bytes(out / "metrics.jsonl", lines.encode())
-    checkpoint.save(out / "last", tensors, {
-        "run": run_id, "epoch": epoch, "history": history, "best_epoch": best_epoch,
-        "best_val": best_val, "optim": opt_meta,
-    })

@@ -5,8 +5,8 @@
     qdistill reproduce paper-v1 --executor ray --address auto --out /shared/paper-v1
 
 An executor takes the tasks' argument tuples and yields ``(task id, outcome or
-exception)`` as each task ends: a task is one run (``reproduce._run_one``, its row) or
-a lockstep group of runs (``reproduce._run_group``, their rows and one-line errors; see
+exception)`` as each task ends: a task is one run (``runner._run_one``, its row) or
+a lockstep group of runs (``runner._run_group``, their rows and one-line errors; see
 ``qdistill.lockstep``); ``reproduce.run_grid`` logs the rows and collects the failures,
 whichever executor ran them. Every run resumes from ``OUT/runs/<run_id>/last.*``, so a Ray task
 retried after its worker died continues after the last complete epoch. On a cluster,
@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from .errors import QdistillError
+from ..errors import QdistillError
 
-# (run_id, setting, config dict, output directory, threads): reproduce._run_one's
+# (run_id, setting, config dict, output directory, threads): runner._run_one's
 # arguments; a lockstep group's: (group id, [(run_id, setting, config dict), ...],
 # output directory, threads)
 RunArgs = tuple[Any, ...]

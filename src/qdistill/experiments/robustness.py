@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import MAX_SHOTS
-from .errors import QdistillError
-from .quantum.noise import METHODS, NoiseModel, noisy
+from ..config import MAX_SHOTS
+from ..errors import QdistillError
+from ..quantum.noise import METHODS, NoiseModel, noisy
 
 __all__ = ["CSV_FIELDS", "DEFAULT_NOISE", "DEFAULT_SHOTS", "parse_shots", "robustness_rows",
            "robustness_table", "write_robustness"]
@@ -65,7 +65,7 @@ def _label(noise: str | None, shots: int | None) -> str:
 
 
 def _test_split(meta: dict[str, Any]) -> tuple[Any, Any]:
-    from .runs import task_of_run
+    from ..training.tasks import task_of_run
 
     task = task_of_run(meta)
     return task.test.images, task.test.labels
@@ -92,8 +92,8 @@ def robustness_rows(
     for every setting; drawn with seed 0) when the full split is too slow to simulate
     under noise (``n_test`` records the size used).
     """
-    from .student_runs import load_student
-    from .train import evaluate
+    from ..training.distill import load_student
+    from ..training.evaluation import evaluate
 
     if seeds < 1:
         raise QdistillError(f"seeds must be >= 1, got {seeds}")
@@ -200,14 +200,14 @@ def robustness_table(rows: Sequence[dict[str, Any]], column: str = "run") -> str
 
 def _plot(rows: Sequence[dict[str, Any]], column: str, groups: list[str], path: Path) -> None:
     """Accuracy vs shots (left) and vs noise (right), one row of panels per group; a
-    teacher has its palette colour (qdistill.palette), other columns (runs) take the
+    teacher has its palette colour (qdistill.reporting.palette), other columns (runs) take the
     palette's extra colours in order."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .palette import EXTRA, color
-    from .plots import legend_on_top, ordered_teachers
+    from ..reporting.palette import EXTRA, color
+    from ..reporting.plots import legend_on_top, ordered_teachers
 
     all_columns = list(dict.fromkeys(str(r[column]) for r in rows))
     if column == "teacher":
@@ -263,7 +263,7 @@ def kd_robustness_table(rows: Sequence[dict[str, Any]]) -> str:
     pooled over grid rows. Negative: the distilled student loses less. Runs whose exact
     accuracy is at chance (collapsed, < 1.5/K) are left out, as their loss is ~0.
     """
-    from .report import collapsed, t_interval
+    from ..reporting.tables import collapsed, t_interval
 
     acc: dict[tuple[str, str, str, str], list[float]] = {}
     for r in rows:
@@ -322,7 +322,7 @@ def write_robustness(rows: Sequence[dict[str, Any]], out: str | Path, column: st
         parts += ["## Distilled vs baseline: extra accuracy lost to shots and noise", "",
                   "Points, paired by grid row and training seed, 95% t interval; negative: "
                   "the distilled student loses less than its baseline (see "
-                  "`qdistill.robustness.kd_robustness_table`).", ""]
+                  "`qdistill.experiments.robustness.kd_robustness_table`).", ""]
         for student in dict.fromkeys(str(r["student"]) for r in rows):
             parts += [f"Student `{student}`:", "", kd_robustness_table(
                 [r for r in rows if str(r["student"]) == student]), ""]

@@ -1,7 +1,7 @@
 """Run a trained student's circuit in Qiskit or PennyLane, and classify with it.
 
-    from qdistill.export_sdk import predict_with, to_pennylane, to_qiskit
-    from qdistill.student_runs import load_student
+    from qdistill.export.sdk import predict_with, to_pennylane, to_qiskit
+    from qdistill.training.distill import load_student
 
     student, meta = load_student("runs/distill/my-run")
     qc = to_qiskit(student, image)           # one image (C, H, W), uint8 or float in [0, 1]
@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import QdistillError
-from .export import _exact, image_from_array
-from .quantum.gates import Op
-from .quantum.measure import Probs, z_signs
-from .quantum.qasm import standard_gate
-from .students import Student
-from .train import class_logits
+from ..errors import QdistillError
+from ..quantum.gates import Op
+from ..quantum.measure import Probs, z_signs
+from ..quantum.qasm import standard_gate
+from ..students import Student
+from ..training.evaluation import class_logits
+from .openqasm import _exact, image_from_array
 
 __all__ = ["BACKENDS", "CircuitBatch", "SDKPrediction", "circuit_batch", "predict_with",
            "probabilities_from_counts", "qiskit_circuits", "to_pennylane", "to_qiskit"]

@@ -32,17 +32,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .checkpoint import atomic_write_bytes, atomic_write_json, check_writable_dir
-from .errors import QdistillError
-from .quantum.gates import Op, apply_ops
-from .quantum.measure import Measurement, marginal_probabilities, probabilities
-from .quantum.noise import NoisySimulator, readout_flip
-from .quantum.qasm import to_qasm3
-from .quantum.state import zero_state
-from .student_runs import load_student
-from .students import Student
-from .train import as_float, class_logits
+from .. import __version__
+from ..errors import QdistillError
+from ..quantum.gates import Op, apply_ops
+from ..quantum.measure import Measurement, marginal_probabilities, probabilities
+from ..quantum.noise import NoisySimulator, readout_flip
+from ..quantum.qasm import to_qasm3
+from ..quantum.state import zero_state
+from ..students import Student
+from ..training.checkpoint import atomic_write_bytes, atomic_write_json, check_writable_dir
+from ..training.distill import load_student
+from ..training.evaluation import as_float, class_logits
 
 __all__ = ["BIT_ORDER", "StudentCircuit", "export_student", "image_from_array", "student_circuit"]
 
@@ -228,7 +228,7 @@ def _load_npy(path: Path, image_shape: tuple[int, ...]) -> torch.Tensor:
 
 def _test_image(meta: dict[str, Any], index: int) -> tuple[torch.Tensor, dict[str, Any]]:
     """Test image ``index`` of the student's own task, rebuilt from its config."""
-    from .runs import task_of_run
+    from ..training.tasks import task_of_run
 
     task = task_of_run(meta)
     n = len(task.test)

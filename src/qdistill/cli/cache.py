@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import QdistillError
+from ..errors import QdistillError
 
 KINDS = ("teachers", "logits", "data")
 _DIRS = {"teachers": "teachers", "teacher_logits": "logits", "image-folders": "data",
@@ -36,7 +36,7 @@ _DIRS = {"teachers": "teachers", "teacher_logits": "logits", "image-folders": "d
 
 
 def _kind(name: str) -> str:
-    from .data import DATASETS
+    from ..data import DATASETS
     return _DIRS.get(name) or ("data" if name in DATASETS else "other")
 
 
@@ -55,7 +55,7 @@ def _walk(path: Path) -> tuple[int, int, int]:
 def entries() -> list[dict[str, Any]]:
     """One row per top-level item of the cache directory: name, kind, path, count (teachers:
     run directories; logits: cached logit sets; data: files), bytes."""
-    from .data import cache_dir
+    from ..data import cache_dir
     root = cache_dir()
     rows = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
@@ -81,7 +81,7 @@ def human(n: float) -> str:
 
 
 def cmd_cache_list(args: argparse.Namespace) -> int:
-    from .data import cache_dir
+    from ..data import cache_dir
     rows = entries()
     total = sum(r["bytes"] for r in rows)
     if args.json:
@@ -101,7 +101,7 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
-    from .data import cache_dir
+    from ..data import cache_dir
     kinds = KINDS if args.what == "all" else (args.what,)
     rows = [r for r in entries() if r["kind"] in kinds]
     if not rows:

@@ -6,7 +6,7 @@
 Completes subcommands, options, the values of options with a fixed set (``--method``,
 ``--executor``, ``--device``, ...) and the choices of positional arguments; other option
 values complete as file names. Made with argparse alone (no extra package): the script
-is generated from :func:`qdistill.cli.build_parser`, so it never lists an option the
+is generated from :func:`qdistill.cli.parser.build_parser`, so it never lists an option the
 command line does not have.
 """
 

@@ -1,0 +1,99 @@
+"""The KD study (docs/kd-study.md) as runs: the protocol's arms, seeds and budgets; the
+short-schedule arm read from a longer run is that run; the quick study end to end with
+its primary comparison recomputed from the runs' own files."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from qdistill.cli.parser import main
+from qdistill.config import DistillConfig
+from qdistill.experiments.kd_study import e1_runs, e2_runs, e3_runs
+from qdistill.experiments.plan import GridOptions
+from qdistill.reporting.tables import t_interval
+from qdistill.training.distill import run_distill
+from qdistill.training.fit import cpu_threads
+
+
+def _arms(runs):
+    return Counter(r.run_id.rsplit("_s", 1)[0] for r in runs)
+
+
+def test_e1_is_the_protocol():
+    runs = e1_runs(GridOptions())
+    arms = _arms(runs)
+    assert len(arms) == 2 * 12 and set(arms.values()) == {5}  # 2 datasets, 12 arms, 5 seeds
+    for r in runs:
+        cfg = r.cfg
+        assert cfg.data.classes is None and cfg.data.train_per_class == 50
+        assert cfg.data.val_per_class == 50 and cfg.train.batch_size == 32
+        assert (cfg.student.name, cfg.student.qubits, cfg.student.reduction,
+                cfg.student.encoding) == ("paper-v2", 4, "fc", "amplitude")
+        transfer = cfg.data.transfer == "unlabelled:500"
+        # equal samples: 20 epochs of 550/class, or 220 of the 50 labelled per class
+        assert cfg.train.epochs == (20 if transfer else 220)
+        arm = r.run_id.split("_")[2]
+        assert cfg.kd.teacher == ("none" if arm == "CE" else "lenet")
+        assert cfg.kd.variant == ("pseudo" if arm.startswith("PL") else "hinton")
+    primary = [r.cfg.kd for r in runs if "_KD+T_T4_a0.9_" in r.run_id]
+    assert {(k.temperature, k.alpha) for k in primary} == {(4.0, 0.9)}
+
+
+def test_e2_and_e3_are_the_protocol():
+    e2 = e2_runs(GridOptions())
+    assert len(_arms(e2)) == 2 * 2 * 13 and len(e2) == 2 * 2 * 13 * 5
+    assert {r.cfg.train.epochs for r in e2} == {40}
+    assert {(r.cfg.kd.temperature, r.cfg.kd.alpha) for r in e2 if r.cfg.kd.teacher != "none"} \
+        == {(t, a) for t in (1.0, 2.0, 4.0, 8.0) for a in (0.1, 0.5, 0.9)}
+    e3 = e3_runs(GridOptions())
+    assert len(e3) == 2 * 6 * 5
+    for r in e3:
+        assert (r.cfg.train.batch_size, r.cfg.train.epochs, r.cfg.data.train_per_class) == \
+            (1, 10, 150)
+        assert (r.cfg.kd.temperature, r.cfg.kd.alpha) == (3.0, 0.9)
+    assert {r.cfg.kd.variant for r in e3 if r.cfg.kd.teacher != "none"} == \
+        {"hinton", "lskd", "learned-scale", "dkd", "pseudo"}
+    assert all(r.cfg.kd.options == {"beta": 8.0} for r in e3 if r.cfg.kd.variant == "dkd")
+
+
+def test_a_short_schedule_is_the_first_epochs_of_a_long_run(tmp_path):
+    """E2 reads its 10-epoch arm from the 40-epoch runs: Adam at a constant rate and a
+    data order seeded per epoch make the first epochs of a longer run the shorter run."""
+    cfg = DistillConfig()
+    cfg.student.name, cfg.student.qubits = "paper-v2", 4
+    cfg.data.dataset, cfg.data.classes = "digits", "0-3"
+    cfg.data.train_per_class, cfg.data.test_per_class, cfg.data.val_per_class = 40, 20, 10
+    cfg.kd.teacher, cfg.train.batch_size = "mlp", 16
+    with cpu_threads(1):
+        cfg.train.epochs = 2
+        _, short, _ = run_distill(cfg, tmp_path / "short", log=None)
+        cfg.train.epochs = 4
+        _, long, _ = run_distill(cfg, tmp_path / "long", log=None)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in short.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"}
+                     for h in long.history[:2]]
+
+
+def test_quick_study_reports_the_primary_comparison_of_its_runs(tmp_path, capsys):
+    out = tmp_path / "kd"
+    assert main(["reproduce", "kd-study", "--quick", "--experiments", "E1", "--lockstep",
+                 "on", "--workers", "1", "--out", str(out)]) == 0
+    rows = {p.parent.name: json.loads(p.read_text()) for p in out.glob("runs/*/row.json")}
+    assert len(rows) == 8
+    diffs = [rows[f"E1_digits_KD+T_T4_a0.9_s{s}"]["test_acc"]
+             - rows[f"E1_digits_PL+T_a0.9_s{s}"]["test_acc"] for s in (0, 1)]
+    m, lo, hi = t_interval(diffs)
+    table = (out / "table.md").read_text()
+    assert (f"KD+T_T4_a0.9 − PL+T_a0.9 = {100 * m:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] "
+            "(n=2)") in table
+    for arm in ("CE", "KD_T4_a0.9", "KD+T_T4_a0.9", "PL+T_a0.9"):
+        assert f"| {arm} | 2 |" in table
+
+
+@pytest.mark.parametrize("flag", [["--epochs", "3"], ["--teachers", "lenet"],
+                                  ["--experiments", "E9"]])
+def test_options_the_protocol_fixes_are_refused(tmp_path, capsys, flag):
+    assert main(["reproduce", "kd-study", "--quick", *flag, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and ("fixed by the protocol" in err or "E9" in err)
