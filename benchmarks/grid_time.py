@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 from qdistill.cli.commands import parse_teacher_epochs
-
 from qdistill.config import to_dict
-from qdistill.experiments.grids import GridOptions, paper_v1_grid
+from qdistill.distillation.run import resolve_teacher, teacher_config_for
 from qdistill.experiments.executors import usable_cpus
+from qdistill.experiments.grids import GridOptions, paper_v1_grid
 from qdistill.experiments.reproduce import run_grid
-from qdistill.training.distill import resolve_teacher, teacher_config_for
 from qdistill.training.tasks import build_task
 
 # The paper's 72 runs: every paper-v1 student, not the fully quantum extra row.
@@ -49,10 +48,10 @@ def main() -> None:
         key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
         if r.cfg.kd.teacher != "none" and key not in seen:
             seen.add(key)
-            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed), log=None)
+            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        run_grid("paper-v1", opt, Path(tmp), workers=args.workers, log=lambda _: None)
+        run_grid("paper-v1", opt, Path(tmp), workers=args.workers)
         minutes = (time.perf_counter() - t) / 60
     print(f"paper-v1 student grid: {len(runs)} runs, {args.workers} worker(s), "
           f"{minutes:.1f} min ({60 * minutes / len(runs):.1f} s per run of wall time); "

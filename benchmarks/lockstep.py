@@ -38,17 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from qdistill.cli.commands import parse_teacher_epochs
 
+from qdistill.cli.commands import parse_teacher_epochs
 from qdistill.config import DataConfig, StudentConfig, TrainConfig, to_dict
-from qdistill.experiments.grids import GridOptions, paper_v1_grid
+from qdistill.distillation.run import resolve_teacher, teacher_config_for
 from qdistill.experiments.executors import usable_cpus
+from qdistill.experiments.grids import GridOptions, paper_v1_grid
 from qdistill.experiments.reproduce import run_grid
 from qdistill.lockstep.loop import Lockstep, init_run
 from qdistill.lockstep.prepare import Prepared
 from qdistill.losses import KDLoss
 from qdistill.students import build_student
-from qdistill.training.distill import resolve_teacher, teacher_config_for
 from qdistill.training.evaluation import as_float
 from qdistill.training.fit import cpu_threads, cross_entropy, make_adam, seed_everything
 from qdistill.training.tasks import build_task
@@ -277,14 +277,14 @@ def grid(opt: GridOptions, workers: int, skip_solo: bool) -> list[tuple]:
         key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
         if r.cfg.kd.teacher != "none" and key not in seen:
             seen.add(key)
-            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed), log=print)
+            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
     out = []
     results = {}
     for lockstep in ((True,) if skip_solo else (True, False)):
         with tempfile.TemporaryDirectory() as tmp, PeakRSS() as mem:
             t = time.perf_counter()
             rows = run_grid("paper-v1", dataclasses.replace(opt, lockstep=lockstep),
-                            Path(tmp), workers=workers, log=lambda m: None)
+                            Path(tmp), workers=workers)
             wall = time.perf_counter() - t
         results[lockstep] = {r["run_id"]: r for r in rows}
         out.append(("on" if lockstep else "off", len(runs), wall, mem.peak / 2**20))

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from qdistill.config import DistillConfig, from_dict
+from qdistill.distillation.run import resolve_teacher
+from qdistill.distillation.soft_targets import teacher_logits
 from qdistill.losses import KDLoss
 from qdistill.students import build_student
-from qdistill.training.distill import resolve_teacher
 from qdistill.training.evaluation import as_float
 from qdistill.training.fit import _epoch_order, cross_entropy, seed_everything
-from qdistill.training.soft_targets import teacher_logits
 from qdistill.training.tasks import build_task
 
 RUN = "results/paper-v1-logprob/runs/mnist_0-7_q3_lenet-te10_s1"
@@ -50,7 +50,7 @@ def main() -> None:
     task = build_task(cfg.data, cfg.train.seed)
     seed_everything(cfg.train.seed)  # as run_distill: the student first
     student = build_student(cfg.student, task.num_classes, task.image_shape)
-    teacher, meta = resolve_teacher(cfg, task, log=print)
+    teacher, meta = resolve_teacher(cfg, task)
     soft = teacher_logits(teacher, meta, task.train.images)
     t = cfg.kd.temperature
     kd = KDLoss(t, cfg.kd.alpha, cfg.kd.variant, getattr(student, "class_outputs", None))

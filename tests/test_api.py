@@ -22,8 +22,7 @@ def test_your_arrays_become_a_run_the_cli_can_evaluate(tmp_path, capsys):
     run = tmp_path / "run"
     result = qdistill.distill(student="paper-v2", teacher=None, data=mine, classes="0,1",
                               qubits=2, train_per_class=12, test_per_class=10,
-                              val_per_class=4, epochs=2, batch_size=4, lr=0.05, out=run,
-                              log=None)
+                              val_per_class=4, epochs=2, batch_size=4, lr=0.05, out=run)
     recorded = json.loads((run / "config.json").read_text())["config"]["data"]["dataset"]
     assert recorded.endswith(".npz") and recorded == result.config["data"]["dataset"]
     again = np.load(recorded, allow_pickle=False)  # the arrays, content-addressed
@@ -33,8 +32,7 @@ def test_your_arrays_become_a_run_the_cli_can_evaluate(tmp_path, capsys):
     capsys.readouterr()
     # The same arrays again: the same cached file, not a second copy.
     qdistill.distill(student="paper-v2", teacher=None, data=mine, classes="0,1", qubits=2,
-                     train_per_class=12, test_per_class=10, val_per_class=4, epochs=1,
-                     log=None)
+                     train_per_class=12, test_per_class=10, val_per_class=4, epochs=1)
     assert len(list((tmp_path / "cache" / "arrays").iterdir())) == 1
 
 

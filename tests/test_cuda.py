@@ -73,7 +73,7 @@ def test_distillation_run_cpu_equals_cuda(task):
         model = copy.deepcopy(student)
         result = fit(model, task.train, task.val, task.test,
                      TrainConfig(epochs=2, batch_size=16, device=device, deterministic=True),
-                     loss_fn=KDLoss(3.0, 0.9), soft_targets=soft, log=None)
+                     loss_fn=KDLoss(3.0, 0.9), soft_targets=soft)
         assert next(model.parameters()).device.type == device
         histories.append(result.history)
     # Accuracies: at most one image apart (of the smallest split, validation: 4 x 8). The

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from qdistill.distillation.soft_targets import teacher_logits
 from qdistill.errors import QdistillError
 from qdistill.losses import KDLoss
-from qdistill.training.soft_targets import teacher_logits
 
 
 def _direct(s, t, y, T, alpha, variant):

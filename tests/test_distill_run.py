@@ -6,8 +6,8 @@ import pytest
 
 from qdistill.cli.parser import main
 from qdistill.config import DistillConfig, load_config
+from qdistill.distillation.run import run_distill
 from qdistill.errors import QdistillError
-from qdistill.training.distill import run_distill
 
 SMALL = ["data.train_per_class=20", "data.test_per_class=20", "data.val_per_class=5",
          "train.epochs=2", "train.device=cpu", "kd.teacher_epochs=1"]
@@ -20,14 +20,14 @@ def _history(result):
 def test_kd_with_alpha_zero_is_exactly_the_baseline():
     base = load_config(DistillConfig, None, [*SMALL, "kd.teacher=none"])
     kd0 = load_config(DistillConfig, None, [*SMALL, "kd.teacher=mlp", "kd.alpha=0.0"])
-    _, r_base, _ = run_distill(base, None, log=None)
-    _, r_kd0, meta = run_distill(kd0, None, log=None)
+    _, r_base, _ = run_distill(base, None)
+    _, r_kd0, meta = run_distill(kd0, None)
     # Same images, same initial weights, same order: only the loss differs, and with
     # alpha = 0 the Hinton loss is exactly CE.
     assert _history(r_base) == _history(r_kd0)
     assert meta["teacher"]["arch"] == "mlp"
     kd = load_config(DistillConfig, None, [*SMALL, "kd.teacher=mlp"])
-    _, r_kd, _ = run_distill(kd, None, log=None)
+    _, r_kd, _ = run_distill(kd, None)
     assert _history(r_kd) != _history(r_base)
 
 
@@ -36,7 +36,7 @@ def test_teacher_of_other_classes_is_refused(tmp_path):
                  "0-2", "--epochs", "1", "--out", str(tmp_path / "t")]) == 0
     cfg = load_config(DistillConfig, None, [*SMALL, f"kd.teacher={tmp_path / 't'}"])
     with pytest.raises(QdistillError, match=r"classes=\[0, 1, 2\] but the student's task"):
-        run_distill(cfg, None, log=None)
+        run_distill(cfg, None)
 
 
 def test_distill_cli_writes_run(tmp_path, capsys):
@@ -63,10 +63,10 @@ def test_load_student_round_trip(tmp_path):
     import torch
 
     from qdistill.data import make_task
-    from qdistill.training.distill import load_student
+    from qdistill.distillation.run import load_student
 
     cfg = load_config(DistillConfig, None, [*SMALL, "kd.teacher=none", "train.epochs=1"])
-    student, _, _ = run_distill(cfg, tmp_path / "s", log=None)
+    student, _, _ = run_distill(cfg, tmp_path / "s")
     loaded, meta = load_student(tmp_path / "s")
     x = make_task("mnist", "0-5", test_per_class=3).test.float_images()
     assert torch.equal(loaded(x), student.eval()(x))
@@ -84,7 +84,7 @@ def test_user_module_as_teacher():
     torch.manual_seed(0)
     mine = nn.Sequential(nn.Flatten(), nn.Linear(784, 6))
     cfg = load_config(DistillConfig, None, [*SMALL, "train.epochs=1"])
-    _, res, meta = run_distill(cfg, None, log=None, teacher=mine)
+    _, res, meta = run_distill(cfg, None, teacher=mine)
     assert meta["teacher"]["arch"] == "user:Sequential" and res.history
     with pytest.raises(QdistillError, match=r"shape \(batch, 6\)"):
-        run_distill(cfg, None, log=None, teacher=nn.Sequential(nn.Flatten(), nn.Linear(784, 4)))
+        run_distill(cfg, None, teacher=nn.Sequential(nn.Flatten(), nn.Linear(784, 4)))

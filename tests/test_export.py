@@ -18,6 +18,7 @@ import torch
 
 from qdistill.cli.parser import main
 from qdistill.config import DataConfig, DistillConfig, from_dict, load_config
+from qdistill.distillation.run import load_student, run_distill
 from qdistill.errors import QdistillError
 from qdistill.export.openqasm import export_student, student_circuit
 from qdistill.quantum.gates import Op, apply_ops
@@ -25,7 +26,6 @@ from qdistill.quantum.measure import probabilities
 from qdistill.quantum.noise import NoiseModel, noisy
 from qdistill.quantum.qasm import to_qasm3
 from qdistill.quantum.state import zero_state
-from qdistill.training.distill import load_student, run_distill
 from qdistill.training.evaluation import class_logits
 from qdistill.training.tasks import build_task
 
@@ -154,7 +154,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("export-runs")
     out = {}
     for name, overrides in STUDENTS.items():
-        run_distill(load_config(DistillConfig, None, [*SMALL, *overrides]), root / name, log=None)
+        run_distill(load_config(DistillConfig, None, [*SMALL, *overrides]), root / name)
         out[name] = root / name
     return out
 
@@ -246,7 +246,7 @@ _PENNYLANE = {"h": "Hadamard", "x": "PauliX", "y": "PauliY", "z": "PauliZ", "rx"
 def noisy_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("export-noisy-runs")
     for name, overrides in NOISY_STUDENTS.items():
-        run_distill(load_config(DistillConfig, None, [*SMALL, *overrides]), root / name, log=None)
+        run_distill(load_config(DistillConfig, None, [*SMALL, *overrides]), root / name)
     return {name: root / name for name in NOISY_STUDENTS}
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from qdistill.cli.parser import main
 from qdistill.config import DistillConfig
+from qdistill.distillation.run import run_distill
 from qdistill.experiments.kd_study import e1_runs, e2_runs, e3_runs
 from qdistill.experiments.plan import GridOptions
 from qdistill.reporting.tables import t_interval
-from qdistill.training.distill import run_distill
 from qdistill.training.fit import cpu_threads
 
 
@@ -67,9 +67,9 @@ def test_a_short_schedule_is_the_first_epochs_of_a_long_run(tmp_path):
     cfg.kd.teacher, cfg.train.batch_size = "mlp", 16
     with cpu_threads(1):
         cfg.train.epochs = 2
-        _, short, _ = run_distill(cfg, tmp_path / "short", log=None)
+        _, short, _ = run_distill(cfg, tmp_path / "short")
         cfg.train.epochs = 4
-        _, long, _ = run_distill(cfg, tmp_path / "long", log=None)
+        _, long, _ = run_distill(cfg, tmp_path / "long")
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in short.history]
     assert strip == [{k: v for k, v in h.items() if k != "seconds"}
                      for h in long.history[:2]]

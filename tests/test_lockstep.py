@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from qdistill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TrainConfig
+from qdistill.distillation.run import run_distill
 from qdistill.errors import QdistillError
 from qdistill.lockstep import lockstep_key, plan_groups, run_lockstep
 from qdistill.lockstep import loop as lockstep_loop
 from qdistill.training import checkpoint
-from qdistill.training.distill import run_distill
 from qdistill.training.fit import cpu_threads
 
 WEIGHT_ATOL = 1e-5
@@ -56,12 +56,12 @@ def digits(student: StudentConfig, teacher: str, seed: int, **kd) -> DistillConf
 
 def solo(cfgs, root: Path):
     with cpu_threads(1):
-        return [run_distill(c, root / f"solo{i}", log=None) for i, c in enumerate(cfgs)]
+        return [run_distill(c, root / f"solo{i}") for i, c in enumerate(cfgs)]
 
 
 def lockstep(cfgs, root: Path, **kw):
     with cpu_threads(1):
-        return run_lockstep(cfgs, [root / f"lock{i}" for i in range(len(cfgs))], log=None,
+        return run_lockstep(cfgs, [root / f"lock{i}" for i in range(len(cfgs))],
                             **kw)
 
 
@@ -216,7 +216,7 @@ def test_killed_group_resumes_from_each_runs_checkpoint(tmp_path, monkeypatch):
     # run 3 resumes solo (run_distill), the others in lockstep: either path reads the
     # other's checkpoints
     with cpu_threads(1):
-        alone = run_distill(cfgs[3], tmp_path / "lock3", log=None)
+        alone = run_distill(cfgs[3], tmp_path / "lock3")
     resumed = lockstep(cfgs[:3], tmp_path)
     for a, b in zip(whole, [*resumed, alone], strict=True):
         assert_same_run(a, b, skip=GAUGE)
@@ -258,7 +258,7 @@ def test_refuses_what_a_solo_run_refuses(tmp_path):
     bad = digits(StudentConfig(name="paper-v2", qubits=3, reduction="nope"), "none", 0)
     good = digits(StudentConfig(name="paper-v2", qubits=3, reduction="crop"), "none", 0)
     with pytest.raises(QdistillError) as solo_error:
-        run_distill(bad, tmp_path / "solo", log=None)
+        run_distill(bad, tmp_path / "solo")
     out = lockstep([bad, good], tmp_path)
     assert isinstance(out[0], QdistillError) and str(out[0]) == str(solo_error.value)
     assert not isinstance(out[1], BaseException)

@@ -116,7 +116,7 @@ def test_a_loss_with_parameters_trains_checkpoints_and_resumes(tmp_path):
     from safetensors.torch import load_file
 
     from qdistill.config import DistillConfig, load_config
-    from qdistill.training.distill import run_distill
+    from qdistill.distillation.run import run_distill
 
     cfg = load_config(DistillConfig, None, [
         "student.name=paper-v2", "student.qubits=4", "data.dataset=digits",
@@ -124,7 +124,7 @@ def test_a_loss_with_parameters_trains_checkpoints_and_resumes(tmp_path):
         "data.val_per_class=5", "train.device=cpu", "kd.teacher=mlp", "kd.teacher_epochs=1",
         "kd.variant=learned-scale", "train.epochs=2", "train.lr=0.05"])
     full, part = tmp_path / "full", tmp_path / "part"
-    run_distill(cfg, full, log=None)
+    run_distill(cfg, full)
     scale = load_file(str(full / "last.safetensors"))["loss.log_scale"]
     assert scale.item() != 0.0  # it moved from log(1)
 
@@ -135,8 +135,8 @@ def test_a_loss_with_parameters_trains_checkpoints_and_resumes(tmp_path):
         if m["epoch"] == 1:
             raise Stop
     with pytest.raises(Stop):
-        run_distill(cfg, part, log=None, callbacks=[stop])
-    run_distill(cfg, part, log=None)  # resumes epoch 2 with the loss's state restored
+        run_distill(cfg, part, callbacks=[stop])
+    run_distill(cfg, part)  # resumes epoch 2 with the loss's state restored
     a, b = load_file(str(full / "last.safetensors")), load_file(str(part / "last.safetensors"))
     assert a.keys() == b.keys()
     for k in a:

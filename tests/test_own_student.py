@@ -13,7 +13,7 @@ from test_bad_input import refused
 from test_export import reference_state
 
 from qdistill.cli.parser import main
-from qdistill.training.distill import load_student
+from qdistill.distillation.run import load_student
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py
 

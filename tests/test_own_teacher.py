@@ -22,9 +22,9 @@ from torch import nn
 
 from qdistill.cli.parser import main
 from qdistill.data import cache_dir
+from qdistill.distillation.soft_targets import _logits_key
 from qdistill.teachers.user import PyTeacher, load_onnx_teacher
 from qdistill.training.evaluation import as_float
-from qdistill.training.soft_targets import _logits_key
 from qdistill.training.tasks import task_of_run
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # own cache dir per test
@@ -168,7 +168,7 @@ def test_py_teacher_with_weights_gives_its_own_logits(teacher_py, tmp_path, caps
 
 def test_py_teacher_weights_from_a_pt_state_dict_and_frozen(teacher_py, tmp_path):
     from qdistill.config import DistillConfig, load_config
-    from qdistill.training.distill import resolve_teacher
+    from qdistill.distillation.run import resolve_teacher
     from qdistill.training.tasks import build_task
 
     torch.manual_seed(2)
@@ -179,7 +179,7 @@ def test_py_teacher_weights_from_a_pt_state_dict_and_frozen(teacher_py, tmp_path
         "data.test_per_class=10", "data.val_per_class=5", f"kd.teacher={teacher_py}:SmallNet",
         f"kd.teacher_weights={tmp_path / 'w.pt'}"])
     task = build_task(cfg.data, cfg.train.seed)
-    teacher, meta = resolve_teacher(cfg, task, log=None)
+    teacher, meta = resolve_teacher(cfg, task)
     assert not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
     x = as_float(task.train.images[:16])

@@ -9,6 +9,7 @@ docs/scale-out.md. This file sorts before test_reproduce_ray.py, so the head is 
 before that module starts its own instance.
 """
 
+import logging
 import os
 import shutil
 import signal
@@ -70,18 +71,18 @@ def ray_head(monkeypatch):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups, unix sockets")
-def test_existing_cluster_gives_the_local_table(tmp_path, monkeypatch, ray_head):
+def test_existing_cluster_gives_the_local_table(tmp_path, monkeypatch, ray_head, caplog):
     monkeypatch.setitem(grids.GRIDS, "tiny", _tiny_grid)
     monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
     opt = grids.GridOptions()
-    logs: list[str] = []
+    caplog.set_level(logging.INFO, logger="qdistill")
     on_cluster = reproduce.run_grid("tiny", opt, tmp_path / "cluster", executor="ray",
-                                    address=ray_head, log=logs.append)
+                                    address=ray_head)
     import ray
 
     assert not ray.is_initialized()  # connected for the grid only, then disconnected
-    local = reproduce.run_grid("tiny", opt, tmp_path / "local", workers=2, log=logs.append)
-    assert any(f"4 to run on the Ray cluster at {ray_head}" in m for m in logs)
+    local = reproduce.run_grid("tiny", opt, tmp_path / "local", workers=2)
+    assert any(f"4 to run on the Ray cluster at {ray_head}" in m for m in caplog.messages)
     assert {r["run_id"]: _same(r) for r in on_cluster} == {r["run_id"]: _same(r)
                                                            for r in local}
     assert _table(tmp_path / "cluster") == _table(tmp_path / "local")

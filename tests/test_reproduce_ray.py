@@ -4,6 +4,7 @@ One local Ray instance (2 CPUs) serves the whole module.
 """
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -50,15 +51,14 @@ def _table(out):
     return (out / "table.md").read_text().splitlines()[:-1]
 
 
-def test_ray_gives_the_local_table_bit_for_bit(tmp_path, monkeypatch, ray_instance):
+def test_ray_gives_the_local_table_bit_for_bit(tmp_path, monkeypatch, ray_instance, caplog):
     monkeypatch.setitem(grids.GRIDS, "tiny", _tiny_grid)
     monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
     opt = grids.GridOptions()
-    logs = []
-    local = reproduce.run_grid("tiny", opt, tmp_path / "local", workers=2, log=logs.append)
-    on_ray = reproduce.run_grid("tiny", opt, tmp_path / "ray", workers=2, executor="ray",
-                                log=logs.append)
-    assert any("4 to run on Ray (1 CPU per run)" in m for m in logs)
+    caplog.set_level(logging.INFO, logger="qdistill")
+    local = reproduce.run_grid("tiny", opt, tmp_path / "local", workers=2)
+    on_ray = reproduce.run_grid("tiny", opt, tmp_path / "ray", workers=2, executor="ray")
+    assert any("4 to run on Ray (1 CPU per run)" in m for m in caplog.messages)
     assert len(local) == len(on_ray) == 4
     by_id = {r["run_id"]: _same(r) for r in local}
     assert by_id == {r["run_id"]: _same(r) for r in on_ray}  # floats compared exactly
@@ -117,7 +117,7 @@ def test_killed_task_is_retried_and_resumes(tmp_path, monkeypatch, ray_instance)
     monkeypatch.setitem(grids.GRIDS, "slow", _slow_grid)
     monkeypatch.setitem(grids.PAPER_TABLES, "slow", dict)
     opt = grids.GridOptions()
-    [whole] = reproduce.run_grid("slow", opt, tmp_path / "whole", log=lambda m: None)
+    [whole] = reproduce.run_grid("slow", opt, tmp_path / "whole")
 
     run_dir = tmp_path / "ray" / "runs" / "slow_s0"
     seen: dict = {}
@@ -125,7 +125,7 @@ def test_killed_task_is_retried_and_resumes(tmp_path, monkeypatch, ray_instance)
     killer.start()
     try:
         [resumed] = reproduce.run_grid("slow", opt, tmp_path / "ray", workers=2,
-                                       executor="ray", log=lambda m: None)
+                                       executor="ray")
     finally:
         killer.join()
     assert "pid" in seen and not seen["finished_before_kill"], "the kill must land mid-run"
@@ -152,7 +152,7 @@ def test_a_failing_run_is_reported_as_by_the_local_pool(tmp_path, monkeypatch,
     for executor in ("local", "ray"):
         with pytest.raises(QdistillError) as err:
             reproduce.run_grid("bad", grids.GridOptions(), tmp_path / executor,
-                               executor=executor, log=lambda m: None)
+                               executor=executor)
         messages.append(str(err.value))
     assert messages[0] == messages[1]  # the run's own one-line error, not Ray's wrapper
     assert messages[1].startswith("1 run(s) failed, e.g. none_s0: unknown reduction 'nope'")

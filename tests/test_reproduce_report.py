@@ -1,5 +1,6 @@
 """Grid reporting: confidence intervals, tables, the lock file."""
 
+import logging
 import math
 import os
 import subprocess
@@ -75,14 +76,13 @@ def _tiny_grid(opt):
     return runs
 
 
-def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
+def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch, caplog):
     from qdistill.experiments import grids, reproduce
 
     monkeypatch.setitem(grids.GRIDS, "tiny", _tiny_grid)
     monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: {"digits 0-3": {"none": 50.0}})
-    logs = []
-    rows = reproduce.run_grid("tiny", grids.GridOptions(), tmp_path, workers=1,
-                              log=logs.append)
+    caplog.set_level(logging.INFO, logger="qdistill")
+    rows = reproduce.run_grid("tiny", grids.GridOptions(), tmp_path, workers=1)
     assert len(rows) == 4
     for name in ("runs.csv", "table.md", "accuracy.png", "curves.png", "gains.png"):
         assert (tmp_path / name).is_file(), name
@@ -90,9 +90,8 @@ def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
     assert "(paper 50.00)" in table and "mlp gain" in table
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 5
     # A second invocation redoes nothing.
-    again = reproduce.run_grid("tiny", grids.GridOptions(), tmp_path, workers=1,
-                               log=logs.append)
-    assert any("4 runs, 4 done, 0 to run" in m for m in logs)
+    again = reproduce.run_grid("tiny", grids.GridOptions(), tmp_path, workers=1)
+    assert any("4 runs, 4 done, 0 to run" in m for m in caplog.messages)
     assert sorted(r["test_acc"] for r in again) == sorted(r["test_acc"] for r in rows)
     with pytest.raises(QdistillError, match="unknown grid"):
         reproduce.run_grid("nope", grids.GridOptions(), tmp_path)
@@ -141,10 +140,9 @@ def test_finished_run_with_other_settings_is_not_reused(tmp_path, monkeypatch):
 
     monkeypatch.setitem(grids.GRIDS, "tiny1", grid)
     monkeypatch.setitem(grids.PAPER_TABLES, "tiny1", dict)
-    reproduce.run_grid("tiny1", grids.GridOptions(), tmp_path, log=lambda m: None)
+    reproduce.run_grid("tiny1", grids.GridOptions(), tmp_path)
     with pytest.raises(QdistillError, match="other settings"):
-        reproduce.run_grid("tiny1", grids.GridOptions(epochs=1), tmp_path,
-                           log=lambda m: None)
+        reproduce.run_grid("tiny1", grids.GridOptions(epochs=1), tmp_path)
 
 
 def test_only_filter_is_an_anchored_glob(tmp_path):

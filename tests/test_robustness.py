@@ -12,9 +12,9 @@ import torch
 
 from qdistill.cli.parser import main
 from qdistill.config import DistillConfig, load_config
+from qdistill.distillation.run import load_student, run_distill
 from qdistill.experiments.robustness import _test_split, mean_accuracy, robustness_rows
 from qdistill.quantum import noisy
-from qdistill.training.distill import load_student, run_distill
 from qdistill.training.evaluation import predict_logits
 
 TINY = ["student.name=quantum", "student.qubits=4", "student.reduction=avgpool",
@@ -27,7 +27,7 @@ TINY = ["student.name=quantum", "student.qubits=4", "student.reduction=avgpool",
 def student_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("robust") / "run"
     cfg = load_config(DistillConfig, None, [*TINY, "train.epochs=5"])
-    _, result, _ = run_distill(cfg, out, log=None)
+    _, result, _ = run_distill(cfg, out)
     return out, result
 
 
@@ -101,7 +101,7 @@ def test_grid_robustness_pools_runs_per_teacher(student_run, tmp_path):
         dst = tmp_path / "runs" / f"digits_none_s{seed}"
         shutil.copytree(run, dst)
         (dst / "row.json").write_text(json.dumps({"setting": "digits 0-3, 4 qubits"}))
-    paths = grid_robustness(tmp_path, [50], ["depolarizing=0.01"], seeds=2, log=None)
+    paths = grid_robustness(tmp_path, [50], ["depolarizing=0.01"], seeds=2)
     md = paths["md"].read_text()
     assert "## digits 0-3, 4 qubits" in md and "| setting | none |" in md
     assert "over runs" in md and "(n=2)" in md  # two runs pooled, each averaged first

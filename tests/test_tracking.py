@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py
 
 def test_callbacks_see_every_epoch_as_metrics_jsonl_records_it(tmp_path):
     from qdistill.config import DistillConfig, load_config
-    from qdistill.training.distill import run_distill
+    from qdistill.distillation.run import run_distill
 
     cfg = load_config(DistillConfig, None, [
         "student.name=paper-v2", "student.qubits=4", "data.dataset=digits",
@@ -20,7 +20,7 @@ def test_callbacks_see_every_epoch_as_metrics_jsonl_records_it(tmp_path):
         "data.val_per_class=5", "train.epochs=3", "train.device=cpu", "kd.teacher=none"])
     seen: list[dict] = []
     out = tmp_path / "run"
-    run_distill(cfg, out, log=None, callbacks=[seen.append])
+    run_distill(cfg, out, callbacks=[seen.append])
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in seen] == [1, 2, 3]
     for m, r in zip(seen, records, strict=True):
@@ -36,9 +36,9 @@ def test_callbacks_see_every_epoch_as_metrics_jsonl_records_it(tmp_path):
             raise Stop
     out2 = tmp_path / "run2"
     with pytest.raises(Stop):
-        run_distill(cfg, out2, log=None, callbacks=[stop_after_2])
+        run_distill(cfg, out2, callbacks=[stop_after_2])
     again: list[dict] = []
-    run_distill(cfg, out2, log=None, callbacks=[again.append])
+    run_distill(cfg, out2, callbacks=[again.append])
     assert [m["epoch"] for m in again] == [3]
 
 

@@ -32,8 +32,7 @@ def _fit(out=None, epochs=4, **kw):
     torch.manual_seed(123)
     model = _model()
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, seed=7, device="cpu")
-    res = fit(model, _blobs(256, 0), _blobs(64, 1), _blobs(64, 2), cfg, out_dir=out,
-              log=None, **kw)
+    res = fit(model, _blobs(256, 0), _blobs(64, 1), _blobs(64, 2), cfg, out_dir=out, **kw)
     return model, res
 
 

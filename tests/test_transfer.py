@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from qdistill.cli.parser import main
 from qdistill.data import load_raw, make_task
 from qdistill.data.core import DataError
+from qdistill.distillation import run as student_runs
 from qdistill.losses.base import labelled_ce
-from qdistill.training import distill as student_runs
 
 pytestmark = pytest.mark.usefixtures("isolated_data")  # see conftest.py
 

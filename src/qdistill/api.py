@@ -117,11 +117,10 @@ def _dataset(data: str | os.PathLike[str] | RawDataset) -> str:
 def distill(student: str = "paper-v1", teacher: str | nn.Module | None = "lenet",
             data: str | os.PathLike[str] | RawDataset = "mnist", *,
             classes: str | None = "0-5", out: str | os.PathLike[str] | None = None,
-            callbacks: Sequence[EpochCallback] = (), log: Any = print,
-            **options: Any) -> DistillResult:
+            callbacks: Sequence[EpochCallback] = (), **options: Any) -> DistillResult:
     """Train one student with (or, ``teacher=None``, without) a teacher; see the module
     docstring. The defaults are the command line's (the paper's student protocol)."""
-    from .training.distill import run_distill
+    from .distillation.run import run_distill
 
     module = teacher if isinstance(teacher, nn.Module) else None
     spec = "none" if teacher is None else ("none" if module is not None else str(teacher))
@@ -130,7 +129,7 @@ def distill(student: str = "paper-v1", teacher: str | nn.Module | None = "lenet"
         f"data.dataset={json.dumps(_dataset(data))}",
         f"data.classes={json.dumps(classes)}" if classes is not None else "data.classes=",
         *_overrides(DistillConfig, options)])
-    model, result, meta = run_distill(cfg, out, log=log, teacher=module, callbacks=callbacks)
+    model, result, meta = run_distill(cfg, out, teacher=module, callbacks=callbacks)
     return _distill_result(model, result, meta, out)
 
 
@@ -143,8 +142,7 @@ def _distill_result(model: nn.Module, result: FitResult, meta: dict[str, Any],
 
 def train_teacher(arch: str = "lenet", data: str | os.PathLike[str] | RawDataset = "mnist",
                   *, classes: str | None = "0-5", out: str | os.PathLike[str] | None = None,
-                  callbacks: Sequence[EpochCallback] = (), log: Any = print,
-                  **options: Any) -> TeacherResult:
+                  callbacks: Sequence[EpochCallback] = (), **options: Any) -> TeacherResult:
     """Train (or load from the cache) a teacher; ``out`` None = the teacher cache, keyed
     by config and data content, as ``qdistill teacher train`` without ``--out``."""
     from .teachers.cache import get_teacher, load_teacher, teacher_dir
@@ -155,10 +153,10 @@ def train_teacher(arch: str = "lenet", data: str | os.PathLike[str] | RawDataset
         f"data.classes={json.dumps(classes)}" if classes is not None else "data.classes=",
         *_overrides(TeacherConfig, options)])
     if out is not None:
-        train(cfg, out, log=log, callbacks=callbacks)
+        train(cfg, out, callbacks=callbacks)
         model, meta = load_teacher(out)
         run_dir = Path(out)
     else:
-        model, meta = get_teacher(cfg, log=log, callbacks=callbacks)
+        model, meta = get_teacher(cfg, callbacks=callbacks)
         run_dir = teacher_dir(cfg)
     return TeacherResult(model, meta["metrics"]["test_acc"], run_dir, meta)

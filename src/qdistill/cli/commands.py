@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +27,17 @@ def _callbacks(args: argparse.Namespace) -> list[Any]:
 def cmd_distill(args: argparse.Namespace) -> int:
     from ..config import DistillConfig
     from ..data import dataset_label
-    from ..training.distill import run_distill
+    from ..distillation.run import run_distill
     cfg = load_config(DistillConfig, args.config, collect_overrides(args))
     out = Path(args.out) if args.out else Path("runs") / "distill" / (
         f"{cfg.student.name}-q{cfg.student.qubits}-{dataset_label(cfg.data.dataset)}-"
         f"{(cfg.data.classes or 'all').replace(',', '_')}-{Path(cfg.kd.teacher).name}"
         f"-s{cfg.train.seed}")
-    log = _log(args)
     if not args.json:
         print(f"config: {json.dumps(to_dict(cfg))}")
     trained = _EpochCounter()
     try:
-        _, result, meta = run_distill(cfg, out, log=log,
-                                      callbacks=[*_callbacks(args), trained])
+        _, result, meta = run_distill(cfg, out, callbacks=[*_callbacks(args), trained])
     except (QdistillError, data_error()) as exc:
         problems = _misfits(cfg)  # a small dataset can miss several defaults at once
         if problems:
@@ -74,13 +71,6 @@ class _EpochCounter:
 
     def __call__(self, metrics: dict[str, Any]) -> None:
         self.epochs += 1
-
-
-def _log(args: argparse.Namespace) -> Any:
-    """Where progress lines go: stdout, or stderr with --json (stdout holds the JSON)."""
-    if getattr(args, "json", False):
-        return lambda message: print(message, file=sys.stderr)
-    return print
 
 
 def _print_json(doc: Any) -> None:
@@ -216,7 +206,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"results: {out}/ (runs.csv, table.md{figures})")
     if args.robustness:  # every finished student, under shots and noise (no retraining)
         from ..experiments.robustness import grid_robustness
-        paths = grid_robustness(out, log=None)
+        paths = grid_robustness(out)
         print(paths["md"].read_text())
         print(f"robustness: {paths['md'].parent}/ (robustness.csv, .md, .png)")
     return 0
@@ -250,16 +240,15 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     from ..teachers.cache import get_teacher, teacher_dir, train_teacher
     cfg = teacher_config(args)
-    log = _log(args)
     if not args.json:
         print(f"config: {json.dumps(to_dict(cfg))}")
     trained = _EpochCounter()
     callbacks = [*_callbacks(args), trained]
     if args.out:
-        _, result = train_teacher(cfg, args.out, log=log, callbacks=callbacks)
+        _, result = train_teacher(cfg, args.out, callbacks=callbacks)
         out, metrics = args.out, result.summary()
     else:
-        _, meta = get_teacher(cfg, log=log, callbacks=callbacks)
+        _, meta = get_teacher(cfg, callbacks=callbacks)
         out, metrics = teacher_dir(cfg), meta["metrics"]
     if args.json:
         _print_json({"run": str(out), "reused": trained.epochs == 0,
@@ -315,8 +304,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = robustness_rows(args.run, parse_shots(args.shots), args.noise or [], args.seeds,
                            args.method, args.trajectories,
                            device=str(resolve_device(args.device)),
-                           test_limit=args.test_limit,
-                           log=_log(args) if args.verbose else None)
+                           test_limit=args.test_limit)
     paths = write_robustness(rows, out)
     if args.json:
         _print_json({"rows": rows, "files": {k: str(v) for k, v in paths.items()}})

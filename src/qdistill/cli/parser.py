@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from .. import __version__
 from ..config import MAX_SHOTS, DistillConfig, Range, TeacherConfig
 from ..errors import ConfigError, QdistillError
+from ..logs import console
 from .commands import (
     cmd_data_info,
     cmd_distill,
@@ -49,6 +50,14 @@ from .options import (
     student_options,
     train_options,
 )
+
+
+def _run_options(p: argparse.ArgumentParser, tracking: bool = True) -> None:
+    """What a distillation run takes: the student, the data, training, --config/--set."""
+    student_options(p)
+    data_options(p, defaults=DistillConfig().data)
+    train_options(p, defaults=DistillConfig().train, protocol="student")
+    common_options(p, tracking=tracking)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,10 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(trained once and cached) or, with --teacher none, without.")
     distill.add_argument("--out", help="run directory (default runs/distill/<name>); a "
                                        "finished run there with the same config is reused")
-    student_options(distill)
-    data_options(distill, defaults=DistillConfig().data)
-    train_options(distill, defaults=DistillConfig().train, protocol="student")
-    common_options(distill)
+    _run_options(distill)
     json_option(distill)
     distill.set_defaults(func=cmd_distill)
 
@@ -169,10 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(';' when a value holds commas); integers also as ranges: seed=0-4")
     sw.add_argument("--out", required=True, help="sweep directory (runs/, runs.csv, "
                                                 "table.md, gains.png)")
-    student_options(sw)
-    data_options(sw, defaults=DistillConfig().data)
-    train_options(sw, defaults=DistillConfig().train, protocol="student")
-    common_options(sw, tracking=False)
+    _run_options(sw, tracking=False)  # the base config of every run
     pool_options(sw, lockstep_default="on")
     sw.set_defaults(func=cmd_sweep)
 
@@ -241,9 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (one line, status 2)
         return exc.code if isinstance(exc.code, int) else 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Progress lines (the qdistill logger's records) as plain text: on stdout, or on
+    # stderr when stdout holds --json output; --verbose adds the DEBUG ones.
+    lines = console(stderr=bool(getattr(args, "json", False)),
+                    level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     try:
-        with _torchrun(args):
+        with lines, _torchrun(args):
             status = args.func(args)
         for note in getattr(args, "deprecated", None) or []:
             print(f"qdistill: warning: {note}", file=sys.stderr)

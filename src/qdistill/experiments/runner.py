@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 import traceback
@@ -21,15 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DistillConfig, from_dict, to_dict
+from ..distillation.run import resolve_teacher, run_distill, teacher_config_for
 from ..errors import QdistillError
 from ..lockstep import describe_groups, plan_groups
+from ..logs import quiet
 from ..students import resolve_student
 from ..training.checkpoint import atomic_write_json, check_writable_dir
-from ..training.distill import resolve_teacher, run_distill, teacher_config_for
 from ..training.fit import cpu_threads
 from ..training.tasks import build_task
 from .executors import make_executor, usable_cpus
 from .plan import Run
+
+log = logging.getLogger(__name__)
 
 
 class DirLock:
@@ -100,8 +104,8 @@ def _run_one(run_id: str, setting: str, cfg_dict: dict[str, Any], out: str,
     cfg = from_dict(DistillConfig, cfg_dict)
     run_dir = Path(out) / "runs" / run_id
     t0 = time.perf_counter()
-    with cpu_threads(threads):
-        _, result, meta = run_distill(cfg, run_dir, log=None)
+    with cpu_threads(threads), quiet():
+        _, result, meta = run_distill(cfg, run_dir)
     return _row(run_id, setting, cfg, result, meta, time.perf_counter() - t0, run_dir)
 
 
@@ -115,8 +119,8 @@ def _run_group(group_id: str, members: list[tuple[str, str, dict[str, Any]]], ou
     cfgs = [from_dict(DistillConfig, d) for _, _, d in members]
     dirs = [Path(out) / "runs" / run_id for run_id, _, _ in members]
     t0 = time.perf_counter()
-    with cpu_threads(threads):
-        outcomes = run_lockstep(cfgs, dirs, log=None)
+    with cpu_threads(threads), quiet():
+        outcomes = run_lockstep(cfgs, dirs)
     seconds = (time.perf_counter() - t0) / len(members)
     rows, failures = [], []
     for (run_id, setting, _), cfg, run_dir, outcome in zip(members, cfgs, dirs, outcomes,
@@ -141,6 +145,7 @@ def _row(run_id: str, setting: str, cfg: DistillConfig, result: Any, meta: dict[
         "best_epoch": result.best_epoch,
         "paper_metric_best_test_acc": result.paper_best_test_acc,
         "teacher_test_acc": teacher.get("test_acc"), "teacher_epochs": teacher.get("epochs"),
+        "teacher_recorded": teacher.get("recorded"),
         "params_classical": meta["parameters"]["classical"],
         "params_quantum": meta["parameters"]["quantum"],
         "seconds": round(seconds, 2),
@@ -153,7 +158,7 @@ def _row(run_id: str, setting: str, cfg: DistillConfig, result: Any, meta: dict[
 
 def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int = 1,
             executor: str = "local", address: str | None = None, device: str = "cpu",
-            lockstep: bool = False, log: Callable[[str], None] = print,
+            lockstep: bool = False,
             report: Callable[[list[dict[str, Any]], float], Any] | None = None,
             ) -> list[dict[str, Any]]:
     """Run (or resume) ``runs`` into ``out/runs/<run_id>/`` and return the rows of the
@@ -180,7 +185,7 @@ def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int
             key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
             if r.cfg.kd.teacher != "none" and key not in seen:
                 seen.add(key)
-                resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed), log=log)
+                resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
         # 2. Students: the finished ones are read back, the rest run on the pool.
         rows, todo = [], []
         for r in runs:
@@ -194,7 +199,7 @@ def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int
         # in memory, checked here before any starts); the others run one by one.
         groups = plan_groups([(r.run_id, r.cfg) for r in todo], workers) \
             if lockstep else [[r.run_id] for r in todo]
-        log(f"{label}: {len(runs)} runs, {len(rows)} done, {len(todo)} to run "
+        log.info(f"{label}: {len(runs)} runs, {len(rows)} done, {len(todo)} to run "
             f"on {pool.describe()}"
             + (f", {describe_groups(groups)}" if lockstep and todo else ""))
         failures = []
@@ -206,10 +211,10 @@ def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int
             i += 1
             if isinstance(outcome, str):
                 failures.append((run_id, outcome))
-                log(f"[{i}/{len(todo)}] {run_id}: failed: {outcome}")
+                log.info(f"[{i}/{len(todo)}] {run_id}: failed: {outcome}")
             else:
                 rows.append(outcome)
-                log(f"[{i}/{len(todo)}] {run_id}: test {100 * outcome['test_acc']:.2f}%")
+                log.info(f"[{i}/{len(todo)}] {run_id}: test {100 * outcome['test_acc']:.2f}%")
 
         tasks = [(f"group{n}", [(m, by_id[m].setting, to_dict(by_id[m].cfg)) for m in g],
                   str(out), threads) for n, g in enumerate(groups) if len(g) > 1]

@@ -27,8 +27,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -42,6 +43,8 @@ from ..reporting.tables import collapsed, mean_std, t_interval
 from ..training.tasks import config_key
 from .plan import Run
 from .runner import run_all
+
+log = logging.getLogger(__name__)
 
 # Short names for the keys a sweep varies most (the issue's "loss.temperature" too).
 ALIASES = {
@@ -169,19 +172,18 @@ def plan(base: dict[str, Any], axes: Sequence[Axis]) -> Plan:
 
 def run_sweep(base: dict[str, Any], axes: Sequence[Axis], out: Path, *, workers: int = 1,
               executor: str = "local", address: str | None = None, device: str = "cpu",
-              lockstep: bool = True, log: Callable[[str], None] = print
-              ) -> list[dict[str, Any]]:
+              lockstep: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the sweep into ``out`` and write its report; returns the report's
     rows (one per grid run)."""
     p = plan(base, axes)
-    log(f"sweep: {len(p.cells)} grid runs + {len(p.runs) - len(p.cells)} baselines")
+    log.info(f"sweep: {len(p.cells)} grid runs + {len(p.runs) - len(p.cells)} baselines")
     report: list[dict[str, Any]] = []
 
     def write(rows: list[dict[str, Any]], seconds: float) -> None:
         report[:] = write_report(p, {r["run_id"]: r for r in rows}, out, seconds)
 
     run_all(p.runs, out, label="sweep", workers=workers, executor=executor,
-            address=address, device=device, lockstep=lockstep, log=log, report=write)
+            address=address, device=device, lockstep=lockstep, report=write)
     return report
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..distillation.run import load_student
 from ..errors import QdistillError
 from ..quantum.gates import Op, apply_ops
 from ..quantum.measure import Measurement, marginal_probabilities, probabilities
@@ -41,7 +42,6 @@ from ..quantum.qasm import to_qasm3
 from ..quantum.state import zero_state
 from ..students import Student
 from ..training.checkpoint import atomic_write_bytes, atomic_write_json, check_writable_dir
-from ..training.distill import load_student
 from ..training.evaluation import as_float, class_logits
 
 __all__ = ["BIT_ORDER", "StudentCircuit", "export_student", "image_from_array", "student_circuit"]

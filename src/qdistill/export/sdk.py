@@ -1,7 +1,7 @@
 """Run a trained student's circuit in Qiskit or PennyLane, and classify with it.
 
     from qdistill.export.sdk import predict_with, to_pennylane, to_qiskit
-    from qdistill.training.distill import load_student
+    from qdistill.distillation.run import load_student
 
     student, meta = load_student("runs/distill/my-run")
     qc = to_qiskit(student, image)           # one image (C, H, W), uint8 or float in [0, 1]

@@ -38,6 +38,7 @@ last checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -47,14 +48,16 @@ from typing import Any
 import torch
 
 from ..config import DistillConfig, to_dict
+from ..distillation.run import run_distill
 from ..quantum.memory import available_memory_bytes
 from ..training import distributed
-from ..training.distill import run_distill
 from ..training.fit import resolve_device, seed_everything
 from .loop import RunState, activation_bytes, finish_run, init_run, train_group
 from .prepare import Prepared, prepare
 from .proxies import Unsupported
 from .twin import Twin
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_GROUP", "Outcome", "Prepared", "Twin", "Unsupported", "describe_groups",
            "lockstep_key", "max_group_size", "plan_groups", "run_bytes", "run_lockstep"]
@@ -187,7 +190,6 @@ def _chunks(ids: list[str], n: int) -> list[list[str]]:
 
 
 def run_lockstep(cfgs: Sequence[DistillConfig], out_dirs: Sequence[str | Path | None],
-                 log: Callable[[str], None] | None = print,
                  max_group: int | None = None) -> list[Outcome]:
     """Train every run ``cfgs[i]`` into ``out_dirs[i]``, those that can share a step
     in lockstep; returns per run what ``run_distill`` returns, or the exception that
@@ -215,9 +217,9 @@ def run_lockstep(cfgs: Sequence[DistillConfig], out_dirs: Sequence[str | Path | 
         size = max_group or _fitting(preps[members[0]], len(members))
         for start in range(0, len(members), size):
             chunk = members[start:start + size]
-            solo += _lockstep(chunk, preps, outcomes, log)
+            solo += _lockstep(chunk, preps, outcomes)
     for i in solo:
-        outcomes[i] = _solo(preps[i], log)
+        outcomes[i] = _solo(preps[i])
     return outcomes
 
 
@@ -233,22 +235,22 @@ def _fitting(prep: Prepared, wanted: int) -> int:
     return int(max(1, min(wanted, MAX_GROUP, budget // per_run)))
 
 
-def _solo(prep: Prepared, log: Callable[[str], None] | None) -> Outcome:
+def _solo(prep: Prepared) -> Outcome:
     """The run trained by ``run_distill`` (resuming from its last checkpoint)."""
     try:
-        return run_distill(prep.cfg, prep.out_dir, log=log)
+        return run_distill(prep.cfg, prep.out_dir)
     except Exception as exc:
         return exc
 
 
-def _lockstep(members: list[int], preps: dict[int, Prepared], outcomes: list[Outcome],
-              log: Callable[[str], None] | None) -> list[int]:
+def _lockstep(members: list[int], preps: dict[int, Prepared], outcomes: list[Outcome]
+              ) -> list[int]:
     """Train ``members`` in lockstep; returns those left for a solo run."""
     cfg0 = preps[members[0]].train_cfg
     seed_everything(cfg0.seed, cfg0.deterministic)  # what fit sets globally
     runs: dict[int, RunState] = {}
     for i in members:
-        run = init_run(preps[i], log)
+        run = init_run(preps[i])
         if run.error is not None:
             outcomes[i] = run.error
         else:
@@ -261,11 +263,10 @@ def _lockstep(members: list[int], preps: dict[int, Prepared], outcomes: list[Out
         group = [runs[i] for i in ids]
         if start <= cfg0.epochs:
             try:
-                train_group(group, start, log)
+                train_group(group, start)
             except Exception as exc:  # Unsupported, or anything the twin cannot run
-                if log:
-                    log(f"lockstep: {len(group)} run(s) trained solo instead "
-                        f"({type(exc).__name__}: {exc})")
+                log.info(f"lockstep: {len(group)} run(s) trained solo instead "
+                         f"({type(exc).__name__}: {exc})")
                 left += [i for i, run in zip(ids, group, strict=True) if run.error is None]
                 for i, run in zip(ids, group, strict=True):
                     if run.error is not None:

@@ -15,9 +15,10 @@ error at that epoch (its last good checkpoint kept); the others go on.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from .prepare import Prepared
 from .proxies import Unsupported, fold
 from .step import GroupAdam, GroupLoss
 from .twin import Twin
+
+log = logging.getLogger(__name__)
 
 # Folded rows per evaluation chunk are chosen so that one chunk's activations stay
 # under this many bytes (the results do not depend on it; the shot sampling keeps the
@@ -66,7 +69,7 @@ class RunState:
         return self.prep.model
 
 
-def init_run(prep: Prepared, log: Callable[[str], None] | None) -> RunState:
+def init_run(prep: Prepared) -> RunState:
     """``fit``'s set-up for one run (device, optimiser, seed, resume); a run ``fit``
     would refuse gets its error (``RunState.error``)."""
     cfg = prep.train_cfg
@@ -95,8 +98,8 @@ def init_run(prep: Prepared, log: Callable[[str], None] | None) -> RunState:
         if restored is not None:
             state.progress, tensors = restored
             state.gen.set_state(tensors["rng.torch"])
-            if log and state.progress.epoch < cfg.epochs:
-                log(f"{prep.desc}: resuming {out} after epoch {state.progress.epoch}")
+            if state.progress.epoch < cfg.epochs:
+                log.info(f"{prep.desc}: resuming {out} after epoch {state.progress.epoch}")
     return state
 
 
@@ -246,8 +249,7 @@ class Lockstep:
                            self.eval_rows, self.shots, problems)
 
 
-def train_group(runs: list[RunState], start_epoch: int, log: Callable[[str], None] | None
-                ) -> None:
+def train_group(runs: list[RunState], start_epoch: int) -> None:
     """Train ``runs`` (all after epoch ``start_epoch - 1``) in lockstep to the end;
     each run ends with ``run.result`` or ``run.error``. Raises ``Unsupported`` (or
     anything unexpected) for the caller to train the unfinished runs solo."""
@@ -282,10 +284,9 @@ def train_group(runs: list[RunState], start_epoch: int, log: Callable[[str], Non
                       "test_acc": test[r], "seconds": seconds}
             group.adam.sync(r, run.model, run.opt)
             run.progress.add(record, run.model)
-            if log:
-                log(f"{run.prep.desc} epoch {epoch}/{cfg.epochs}: loss "
-                    f"{record['train_loss']:.4f} train {record['train_acc']:.4f} val "
-                    f"{val[r]:.4f} test {test[r]:.4f} ({seconds:.1f}s)")
+            log.info(f"{run.prep.desc} epoch {epoch}/{cfg.epochs}: loss "
+                     f"{record['train_loss']:.4f} train {record['train_acc']:.4f} val "
+                     f"{val[r]:.4f} test {test[r]:.4f} ({seconds:.1f}s)")
             if run.out is not None:
                 write_epoch(run.out, run.model, run.opt, run.progress, run.run_id,
                             [run.gen.get_state()])

@@ -1,6 +1,6 @@
 """One run prepared exactly as ``run_distill`` prepares it, stopped before training.
 
-``prepare(cfg, out_dir)`` calls :func:`qdistill.training.distill.run_distill` itself with
+``prepare(cfg, out_dir)`` calls :func:`qdistill.distillation.run.run_distill` itself with
 its ``fit`` swapped, for the duration of the call, for a function that records the
 arguments and stops. So a lockstep run is checked, seeded, built, given its teacher's
 soft targets and its run metadata by the very code a solo run uses: it refuses what a
@@ -21,12 +21,13 @@ from typing import Any
 from torch import nn
 
 from ..config import DistillConfig, TrainConfig
-from ..training import distill
+from ..distillation import run as distill
+from ..logs import quiet
 from ..training import fit as train
 
 # fit's keyword arguments the lockstep loop implements; any other one that run_distill
 # passes with a value other than fit's default makes the run train solo.
-HANDLED = {"loss_fn", "soft_targets", "out_dir", "run_meta", "desc", "log", "callbacks"}
+HANDLED = {"loss_fn", "soft_targets", "out_dir", "run_meta", "desc", "callbacks"}
 _SWAP = threading.Lock()  # one swap of distill.fit at a time
 
 
@@ -70,7 +71,8 @@ def prepare(cfg: DistillConfig, out_dir: str | Path | None) -> Prepared:
         original = distill.fit
         distill.fit = capture
         try:
-            distill.run_distill(cfg, out_dir, log=None)
+            with quiet():  # the run's own lines come from the lockstep loop
+                distill.run_distill(cfg, out_dir)
         except _Prepared:
             pass
         finally:

@@ -11,6 +11,7 @@ trains it once, and the same options on other data train another teacher.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from ..training.fit import EpochCallback, fit, seed_everything
 from ..training.resume import FitResult
 from ..training.tasks import build_task, config_key
 from .models import build_teacher, count_parameters
+
+log = logging.getLogger(__name__)
 
 
 def teacher_key(cfg: TeacherConfig, task: Task) -> str:
@@ -61,7 +64,7 @@ def teacher_meta(cfg: TeacherConfig, task: Task, model: nn.Module) -> dict[str, 
 
 def train_teacher(
     cfg: TeacherConfig, out_dir: str | Path | None = None, task: Task | None = None,
-    log: Any = print, callbacks: Sequence[EpochCallback] = (),
+    callbacks: Sequence[EpochCallback] = (),
 ) -> tuple[nn.Module, FitResult]:
     """Train the teacher ``cfg`` describes into ``out_dir`` (resuming if interrupted);
     ``callbacks`` get every epoch's metrics (:mod:`qdistill.training.tracking`)."""
@@ -80,7 +83,7 @@ def train_teacher(
     model = build_teacher(cfg.arch, task.num_classes, task.image_shape)
     result = fit(model, task.train, task.val, task.test, cfg.train,
                  out_dir=out, run_meta=teacher_meta(cfg, task, model),
-                 desc=f"teacher {cfg.arch}", log=log, callbacks=callbacks)
+                 desc=f"teacher {cfg.arch}", callbacks=callbacks)
     return model, result
 
 
@@ -104,7 +107,7 @@ def load_teacher(
 
 
 def get_teacher(
-    cfg: TeacherConfig, task: Task | None = None, log: Any = print,
+    cfg: TeacherConfig, task: Task | None = None,
     callbacks: Sequence[EpochCallback] = (),
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The trained teacher for ``cfg``: loaded from the cache, or trained once.
@@ -120,10 +123,9 @@ def get_teacher(
     if checkpoint.exists(out / "best"):
         model, meta = load_teacher(out, expect={"config_key": teacher_key(cfg, task),
                                                 "data_fingerprint": task.fingerprint()})
-        if log:
-            log(f"teacher {cfg.arch}: cached in {out} "
-                f"(test acc {meta['metrics']['test_acc']:.4f}; same data, fingerprint "
-                f"{task.fingerprint()[:12]})")
+        log.info(f"teacher {cfg.arch}: cached in {out} (test acc "
+                 f"{meta['metrics']['test_acc']:.4f}; same data, fingerprint "
+                 f"{task.fingerprint()[:12]})")
         return model, meta
-    model, _ = train_teacher(cfg, out, task=task, log=log, callbacks=callbacks)
+    model, _ = train_teacher(cfg, out, task=task, callbacks=callbacks)
     return load_teacher(out)

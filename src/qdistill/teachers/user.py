@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import logging
 import pickle
 import re
 from pathlib import Path
@@ -81,6 +82,8 @@ from ..training.tasks import build_task
 from ..user_code import UserFactory, one_line, parse_py_spec, read_file
 from .cache import teacher_key, teacher_meta
 from .models import check_teacher
+
+log = logging.getLogger(__name__)
 
 _MODULE_COUNTER = itertools.count()
 _LIST_AT_MOST = 8  # keys named in a message before "... (N more)"
@@ -220,8 +223,7 @@ def py_teacher_dir(py: PyTeacher, cfg: TeacherConfig, key: str) -> Path:
     return cache_dir() / "teachers" / f"py-{py.name}-{cfg.data.dataset}-{classes}-{key}"
 
 
-def get_py_teacher(py: PyTeacher, cfg: TeacherConfig, log: Any = print
-                   ) -> tuple[nn.Module, dict[str, Any]]:
+def get_py_teacher(py: PyTeacher, cfg: TeacherConfig) -> tuple[nn.Module, dict[str, Any]]:
     """``NAME`` trained with the teacher protocol ``cfg`` (``cfg.arch`` must be
     ``py.arch``), or loaded from the cache when it was trained before from the same
     file content on the same data: ``runs.get_teacher`` for a user's module."""
@@ -238,7 +240,7 @@ def get_py_teacher(py: PyTeacher, cfg: TeacherConfig, log: Any = print
         model = py.build(task.num_classes, task.image_shape)
         check_teacher(model, task.image_shape, task.num_classes)  # before any file
         fit(model, task.train, task.val, task.test, cfg.train, out_dir=out,
-            run_meta=teacher_meta(cfg, task, model), desc=f"teacher {py.label}", log=log)
+            run_meta=teacher_meta(cfg, task, model), desc=f"teacher {py.label}")
         cached = False
     else:
         cached = True
@@ -249,10 +251,10 @@ def get_py_teacher(py: PyTeacher, cfg: TeacherConfig, log: Any = print
         checkpoint.load_into(model, tensors, str(best))
     except CheckpointError as exc:  # cannot happen for an unchanged file: same hash
         raise QdistillError(f"{exc}; delete {out} to retrain") from exc
-    if cached and log:
-        log(f"teacher {py.label}: cached in {out} (test acc "
-            f"{meta['metrics']['test_acc']:.4f}; same file content sha256 "
-            f"{py.source_sha256[:12]}, same data, fingerprint {task.fingerprint()[:12]})")
+    if cached:
+        log.info(f"teacher {py.label}: cached in {out} (test acc "
+                 f"{meta['metrics']['test_acc']:.4f}; same file content sha256 "
+                 f"{py.source_sha256[:12]}, same data, fingerprint {task.fingerprint()[:12]})")
     return frozen(model), meta
 
 

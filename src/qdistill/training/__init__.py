@@ -1,4 +1,5 @@
-"""Training: the loop (fit.py: epochs, selection on validation, resume, divergence),
-its checkpoints, multi-GPU data parallelism, epoch callbacks (TensorBoard), the
-teacher's soft targets, the task a config builds (tasks.py) and a whole distillation
-run (distill.py: teacher + student + loss -> a run directory)."""
+"""Training any model: the loop (fit.py: epochs, selection on validation,
+divergence), a run between epochs (resume.py: checkpoints, resume, the files it ends
+with), evaluation, multi-GPU data parallelism, epoch callbacks (TensorBoard) and the
+task a config builds (tasks.py). A distillation run is one level up:
+:mod:`qdistill.distillation`."""

@@ -3,6 +3,8 @@ logits among its outputs, and accuracy, refusing non-finite outputs."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -37,7 +39,9 @@ def take_columns(t: torch.Tensor, cols: list[int]) -> torch.Tensor:
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024,
                    device: torch.device | None = None) -> torch.Tensor:
     """Logits for all ``images`` (uint8 or float), in eval mode, on ``device``."""
-    device = device or next(model.parameters()).device
+    # the model's own device (a table-like teacher may hold buffers only; none: CPU)
+    held = next(itertools.chain(model.parameters(), model.buffers()), None)
+    device = device or (held.device if held is not None else torch.device("cpu"))
     was_training = model.training
     model.eval()
     outs = [model(as_float(images[i:i + batch_size].to(device)))

@@ -26,6 +26,7 @@ What it guarantees:
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -45,6 +46,8 @@ from ..errors import QdistillError
 from . import distributed
 from .evaluation import NonFiniteOutputs, as_float, class_logits, evaluate
 from .resume import FitResult, Progress, finish, restore, run_identity, write_epoch
+
+log = logging.getLogger(__name__)
 
 # loss_fn(logits, labels, soft_targets_or_None) -> scalar loss
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -125,7 +128,6 @@ def fit(
     out_dir: str | Path | None = None,
     run_meta: dict[str, Any] | None = None,
     desc: str = "train",
-    log: Callable[[str], None] | None = print,
     callbacks: Sequence[EpochCallback] = (),
 ) -> FitResult:
     """Train ``model`` on ``train`` (an ImageSet: uint8 ``images``, int64 ``labels``).
@@ -151,7 +153,6 @@ def fit(
     device = resolve_device(cfg.device)
     world, rank = distributed.world_size(), distributed.rank()
     main = rank == 0
-    log = log if main else None
     seed_everything(cfg.seed + rank, cfg.deterministic)  # rank 0 / one process: cfg.seed
     batch_size = distributed.local_batch_size(cfg.batch_size)
     model.to(device)
@@ -194,8 +195,8 @@ def fit(
         if restored is not None:
             progress, tensors = restored
             torch.set_rng_state(tensors["rng.torch" + (f".{rank}" if rank else "")])
-            if log and progress.epoch < cfg.epochs:
-                log(f"{desc}: resuming {out} after epoch {progress.epoch}")
+            if main and progress.epoch < cfg.epochs:
+                log.info(f"{desc}: resuming {out} after epoch {progress.epoch}")
 
     # One process: the epoch order is _epoch_order itself; N processes: rank r takes
     # positions r, r+N, ... of it (see distributed.EpochSampler).
@@ -253,8 +254,8 @@ def fit(
             "seconds": round(time.perf_counter() - t0, 3),
         }
         progress.add(record, model)
-        if log:
-            log(f"{desc} epoch {epoch}/{cfg.epochs}: loss {train_loss:.4f} "
+        if main:
+            log.info(f"{desc} epoch {epoch}/{cfg.epochs}: loss {train_loss:.4f} "
                 f"train {record['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
                 f"({record['seconds']:.1f}s)")
         if out is not None:

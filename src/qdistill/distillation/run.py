@@ -28,13 +28,21 @@ from ..losses import KDLoss
 from ..quantum.memory import check_statevector_memory
 from ..students import build_student, parameter_split, resolve_student
 from ..students.user import identity as student_identity
-from ..teachers.cache import get_teacher, load_teacher
+from ..teachers.cache import get_teacher, load_teacher, teacher_dir
 from ..teachers.models import TEACHERS, check_teacher
-from . import checkpoint
-from .fit import EpochCallback, cpu_threads, cross_entropy, fit, resolve_device, seed_everything
-from .resume import FitResult
+from ..teachers.records import find_record
+from ..training import checkpoint
+from ..training.fit import (
+    EpochCallback,
+    cpu_threads,
+    cross_entropy,
+    fit,
+    resolve_device,
+    seed_everything,
+)
+from ..training.resume import FitResult
+from ..training.tasks import build_task
 from .soft_targets import teacher_logits
-from .tasks import build_task
 
 
 def teacher_config_for(cfg: DistillConfig, arch: str | None = None) -> TeacherConfig:
@@ -54,7 +62,7 @@ def teacher_config_for(cfg: DistillConfig, arch: str | None = None) -> TeacherCo
     )
 
 
-def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
+def resolve_teacher(cfg: DistillConfig, task: Task
                     ) -> tuple[nn.Module | None, dict[str, Any] | None]:
     """(teacher, metadata), or (None, None) for ``--teacher none``.
 
@@ -82,7 +90,13 @@ def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
         return None, None
     expect = {"dataset": task.dataset, "classes": list(task.classes)}
     if name in TEACHERS:
-        teacher, meta = get_teacher(teacher_config_for(cfg), log=log)
+        # Not trained here yet: a committed record of it (teachers/records.py) teaches
+        # the images it was recorded on, instead of hours of training.
+        tcfg = teacher_config_for(cfg)
+        t_task = build_task(tcfg.data, tcfg.train.seed)
+        found = None if checkpoint.exists(teacher_dir(tcfg, t_task) / "best") \
+            else find_record(tcfg, t_task)
+        teacher, meta = found or get_teacher(tcfg, t_task)
     elif spec is not None and spec.kind == "onnx":
         teacher = load_onnx_teacher(spec.path, task.image_shape, task.num_classes)
         # The identity of an ONNX teacher (its cached logits) is the file's SHA-256.
@@ -96,8 +110,7 @@ def resolve_teacher(cfg: DistillConfig, task: Task, log: Any = print
             # The same weights under an edited forward() are another teacher.
             meta = user_teacher_meta(teacher, task, arch=py.arch, identity=py.arch)
         else:
-            teacher, meta = get_py_teacher(py, teacher_config_for(cfg, arch=py.arch),
-                                           log=log)
+            teacher, meta = get_py_teacher(py, teacher_config_for(cfg, arch=py.arch))
     elif Path(name).exists():
         teacher, meta = load_teacher(name)
     else:
@@ -165,7 +178,7 @@ def check_batch_memory(cfg: DistillConfig) -> None:
             raise QdistillError(f"{s.name} student: {exc} Lower {flag}.") from None
 
 
-def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any = print,
+def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None,
                 teacher: nn.Module | None = None, callbacks: Sequence[EpochCallback] = ()
                 ) -> tuple[nn.Module, FitResult, dict[str, Any]]:
     """Train the student ``cfg`` describes; returns (student, result, run metadata).
@@ -199,7 +212,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     if teacher is not None:
         tmeta: dict[str, Any] | None = user_teacher_meta(teacher, task)
     else:
-        teacher, tmeta = resolve_teacher(cfg, task, log=log)
+        teacher, tmeta = resolve_teacher(cfg, task)
     soft = None
     loss_fn: Any = cross_entropy
     train = task.train
@@ -226,6 +239,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
             "test_acc": tmeta.get("metrics", {}).get("test_acc"),
             "epochs": tmeta.get("config", {}).get("train", {}).get("epochs"),
             "data_fingerprint": tmeta.get("data_fingerprint"),
+            "recorded": tmeta.get("recorded"),  # soft targets from a committed record
         },
     }
     teacher_name = "none" if teacher is None else tmeta["arch"]
@@ -234,7 +248,7 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None, log: Any 
     with cpu_threads(1 if small_cpu_batches else None):
         result = fit(student, train, task.val, task.test, cfg.train, loss_fn=loss_fn,
                      soft_targets=soft, out_dir=out_dir, run_meta=meta,
-                     desc=f"student {cfg.student.name} (teacher {teacher_name})", log=log,
+                     desc=f"student {cfg.student.name} (teacher {teacher_name})",
                      callbacks=callbacks)
     return student, result, meta
 

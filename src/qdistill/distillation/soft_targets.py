@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..data import cache_dir
-from . import checkpoint, distributed
-from .evaluation import predict_logits
+from ..training import checkpoint, distributed
+from ..training.evaluation import predict_logits
 
 
 def _logits_key(teacher_meta: dict[str, Any], images: torch.Tensor, preprocess: str) -> str:
