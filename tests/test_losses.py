@@ -141,3 +141,50 @@ def test_a_loss_with_parameters_trains_checkpoints_and_resumes(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_hint_is_hinton_plus_the_projected_circuit_input_against_the_features(batch):
+    """HintKD against a hand computation: the Hinton terms on the first K soft-target
+    columns, plus beta * mean((W z + b - f)^2) with z read off the student's circuit."""
+    s, t, y = batch
+    T, alpha, beta = 2.0, 0.7, 0.5
+    g = np.random.default_rng(5)
+    z, f = g.normal(size=(6, 3)), g.normal(size=(6, 4))  # circuit input, features
+    W, b = g.normal(size=(4, 3)), g.normal(size=4)
+
+    class Tiny(torch.nn.Module):  # a "student" whose circuit sees z
+        def __init__(self):
+            super().__init__()
+            self.circuit = torch.nn.Identity()
+
+    student = Tiny()
+    loss = build_loss("hint", temperature=T, alpha=alpha, options={"beta": beta})
+    loss.attach(student, 3, 4)
+    loss.double()  # the batch is float64
+    with torch.no_grad():
+        loss.projection.weight.copy_(torch.tensor(W))
+        loss.projection.bias.copy_(torch.tensor(b))
+    student.circuit(torch.tensor(z))  # what the student's forward does
+    got = loss(torch.tensor(s), torch.tensor(y), torch.tensor(np.hstack([t, f]))).item()
+    want = (1 - alpha) * ce(s, y) + alpha * T * T * kl(softmax(t / T), softmax(s / T)) \
+        + beta * float(np.mean((z @ W.T + b - f) ** 2))
+    assert got == pytest.approx(want, rel=1e-6)
+    with pytest.raises(ConfigError, match="beta must be >= 0"):
+        build_loss("hint", options={"beta": -1.0})
+
+
+def test_hint_distils_from_the_teachers_features_and_needs_a_linear_teacher(tmp_path):
+    from safetensors.torch import load_file
+
+    from qdistill.errors import QdistillError
+    from qdistill.losses.hint import teacher_with_features
+
+    run_dir = tmp_path / "hint"
+    assert main([*STUDENT, "--epochs", "1", "--loss", "hint", "--loss-opt", "beta=0.5",
+                 "--out", str(run_dir)]) == 0
+    weights = load_file(str(run_dir / "last.safetensors"))
+    # paper-v2 FC + amplitude at 4 qubits: 16 circuit inputs; the MLP teacher's
+    # penultimate layer: 256 features
+    assert tuple(weights["loss.projection.weight"].shape) == (256, 16)
+    with pytest.raises(QdistillError, match="no nn.Linear"):
+        teacher_with_features(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU()))

@@ -244,7 +244,8 @@ def student_options(p: argparse.ArgumentParser) -> None:
                    help="the distillation loss, a name in qdistill.losses.LOSSES: hinton "
                         "((1-a) CE + a T^2 KL, default) | paper (CE + a T^2 KL) | dkd "
                         "(decoupled KD) | lskd (z-scored logits) | learned-scale (a trained "
-                        "student logit scale) | pseudo (CE on the teacher's argmax)")
+                        "student logit scale) | hint (+ FitNets: circuit input -> teacher "
+                        "features) | pseudo (CE on the teacher's argmax)")
     k.add_argument("--transfer", dest="data.transfer", metavar="unlabelled[:N]|augmented:K",
                    help="a transfer set the teacher labels softly and the student sees "
                         "without labels: unlabelled[:N] = N more training images per class "

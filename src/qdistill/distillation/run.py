@@ -25,6 +25,7 @@ from ..config import DataConfig, DistillConfig, TeacherConfig, TrainConfig, to_d
 from ..data import ImageSet, Task
 from ..errors import QdistillError
 from ..losses import KDLoss
+from ..losses.hint import standardize_features, teacher_with_features
 from ..quantum.memory import check_statevector_memory
 from ..students import build_student, parameter_split, resolve_student
 from ..students.user import identity as student_identity
@@ -221,10 +222,19 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None,
         # teacher's soft targets are all the student learns from it. Without a teacher
         # it would teach nothing, so the baseline trains on the labelled images alone.
         train = _with_transfer(task.train, task.transfer)
-        soft = teacher_logits(teacher, tmeta, train.images)
+        if getattr(kd, "needs_teacher_features", False):  # a hint: logits + features
+            soft = standardize_features(teacher_logits(
+                teacher_with_features(teacher), tmeta, train.images,
+                preprocess="uint8/255+penultimate"), task.num_classes)
+        else:
+            soft = teacher_logits(teacher, tmeta, train.images)
         loss_fn = kd
     student.fit_preprocessing(train.float_images())  # e.g. PCA, on the train split only
     kd.class_outputs = student.class_outputs
+    if teacher is not None and getattr(kd, "needs_teacher_features", False):
+        with torch.no_grad():
+            width = student.circuit_input(train.float_images()[:1]).reshape(1, -1).shape[1]
+        kd.attach(student, width, soft.shape[1] - task.num_classes)
     split = parameter_split(student)
     meta = {
         "kind": "student", "student": to_dict(cfg.student), "dataset": task.dataset,

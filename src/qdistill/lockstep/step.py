@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import HintonKD
+from ..losses import HintonKD, PaperKD
 from ..losses.base import UNLABELLED
 from ..training import fit as train
 from ..training.evaluation import take_columns
@@ -141,7 +141,7 @@ class GroupLoss:
         R = len(self.fns)
         if not kd:
             self.mode = "ce"
-        elif all(isinstance(f, HintonKD) for f in kd) and len({type(f) for f in kd}) == 1 \
+        elif all(type(f) in (HintonKD, PaperKD) for f in kd) and len({type(f) for f in kd}) == 1 \
                 and all(f.class_outputs in (None, self.cols) for f in kd):
             self.mode = "kd"
             hard, coef, temp = [], [], []

@@ -23,6 +23,7 @@ import inspect
 from ..errors import ConfigError, unknown_name
 from .base import DistillationLoss
 from .decoupled import DecoupledKD
+from .hint import HintKD
 from .hinton import HintonKD, PaperKD
 from .learned_scale import LearnedScaleKD
 from .pseudo_labels import PseudoLabels
@@ -35,9 +36,10 @@ LOSSES: dict[str, type[DistillationLoss]] = {
     "lskd": StandardizedKD,  # z-scored logits in the KL (Sun et al. 2024)
     "learned-scale": LearnedScaleKD,  # a trained student-side logit scale in the KL
     "pseudo": PseudoLabels,  # CE on the teacher's argmax: the control arm
+    "hint": HintKD,  # Hinton + the circuit input regressing the teacher's features (FitNets)
 }
 
-__all__ = ["LOSSES", "DecoupledKD", "DistillationLoss", "HintonKD", "KDLoss",
+__all__ = ["LOSSES", "DecoupledKD", "DistillationLoss", "HintKD", "HintonKD", "KDLoss",
            "LearnedScaleKD", "PaperKD", "PseudoLabels", "StandardizedKD", "build_loss"]
 
 
