@@ -10,7 +10,7 @@ import pytest
 from qdistill.cli.parser import main
 from qdistill.config import DistillConfig
 from qdistill.distillation.run import run_distill
-from qdistill.experiments.kd_study import e1_runs, e2_runs, e3_runs
+from qdistill.experiments.kd_study import e1_runs, e2_runs, e3_runs, e4_runs
 from qdistill.experiments.plan import GridOptions
 from qdistill.reporting.tables import t_interval
 from qdistill.training.fit import cpu_threads
@@ -97,3 +97,17 @@ def test_options_the_protocol_fixes_are_refused(tmp_path, capsys, flag):
     assert main(["reproduce", "kd-study", "--quick", *flag, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and ("fixed by the protocol" in err or "E9" in err)
+
+
+def test_e4_is_e1s_setting_with_the_registered_arms():
+    e1 = {r.run_id.replace("E1_", "", 1): r.cfg for r in e1_runs(GridOptions())}
+    e4 = e4_runs(GridOptions())
+    assert len(e4) == 2 * 3 * 5
+    assert {r.run_id.rsplit("_s", 1)[0].split("_", 2)[2] for r in e4} == {
+        "PL+T_a0.9", "LS+T_T4_a0.9", "LSKD+T_T4_a0.9"}
+    for r in e4:
+        assert (r.cfg.kd.temperature, r.cfg.kd.alpha) == (4.0, 0.9)
+        # PL+T is E1's run again; the others differ from it in the loss only
+        same = e1[f"{r.cfg.data.dataset}_PL+T_a0.9_s{r.cfg.train.seed}"]
+        assert r.cfg.data == same.data and r.cfg.train == same.train
+        assert r.cfg.kd.variant in {"pseudo", "learned-scale", "lskd"}

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--angles", help=ANGLES_HELP + ". Use its own --out")
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
     rep.add_argument("--experiments", help="kd-study only: comma-separated subset of E1, "
-                                           "E2, E3 (default: all)")
+                                           "E2, E3, E4 (default: all)")
     pool_options(rep, lockstep_default="off")
     device_option(rep)
     rep.add_argument("--data-dir", help="directory of IDX files")
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train every combination of the --grid values on the base config "
                     "(the options of distill, or --config), plus the no-teacher baseline "
                     "of each seed, and write runs.csv, table.md and gains.png (paired gain "
-                    "over the baseline, mean and 95%% interval per cell). Resumable: "
+                    "over the baseline, mean and 95 percent interval per cell). Resumable: "
                     "finished runs are not redone.",
         epilog="example: qdistill sweep --grid kd.temperature=1,2,4,8 kd.alpha=0.1,0.5,0.9 "
                "seed=0-4 --student paper-v2 --qubits 4 --dataset digits --classes 0-3 "

@@ -18,6 +18,8 @@ every arm is reported, the primary comparison of each experiment first.
   run are the 10-epoch run, tests/test_kd_study.py).
 - E3: losses for the collapse-prone students (paper-v1 logprob on MNIST 0-7, the fully
   quantum student on Fashion-MNIST 0-5), the paper's batch-1 protocol.
+- E4 (registered after E1 and E3): E1's setting, pseudo-labels against soft targets the
+  student can scale (a trained logit scale; z-scored logits).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..errors import QdistillError
 from ..reporting.tables import collapsed, mean_std, t_interval
 from .plan import GridOptions, Run
 
-EXPERIMENTS = ("E1", "E2", "E3")
+EXPERIMENTS = ("E1", "E2", "E3", "E4")
 V2 = StudentConfig(name="paper-v2", qubits=4, reduction="fc", encoding="amplitude")
 E1_T, E1_ALPHA = 4.0, 0.9  # the primary arms' settings
 E2_TS, E2_ALPHAS, E2_EPOCHS, E2_SHORT = (1.0, 2.0, 4.0, 8.0), (0.1, 0.5, 0.9), 40, 10
@@ -50,38 +52,59 @@ def _run(run_id: str, setting: str, student: StudentConfig, data: DataConfig,
     return Run(run_id, setting, cfg)
 
 
-def e1_runs(opt: GridOptions) -> list[Run]:
-    """Arms CE, KD, KD+T, PL+T (primary: T 4, alpha 0.9) and the exploratory T x alpha
-    of KD+T and alpha of PL+T, 5 seeds, MNIST and Fashion-MNIST, 10 classes."""
+def _few_labels(opt: GridOptions) -> tuple[tuple[str, ...], int, int, int, str, int]:
+    """E1's setting (E4 shares it): datasets, labels / validation / transfer images per
+    class, the teacher and the epochs of an arm with the transfer set."""
     if opt.quick:  # digits: 10 labels + 60 unlabelled per class, 2 + 14 epochs
-        datasets, labels, val, transfer, teacher, epochs = ("digits",), 10, 10, 60, "mlp", 2
-    else:
-        datasets, labels, val, transfer, teacher, epochs = (
-            opt.datasets or ("mnist", "fashion-mnist")), 50, 50, 500, "lenet", 20
-    ratio = (labels + transfer) // labels  # 11: equal samples seen by every arm
-    arms: list[tuple[str, str, str, float, float, bool]] = [  # name, teacher, loss, T, a, +T
-        ("CE", "none", "hinton", E1_T, E1_ALPHA, False),
-        (f"KD_T{E1_T:g}_a{E1_ALPHA:g}", teacher, "hinton", E1_T, E1_ALPHA, False),
-        (f"KD+T_T{E1_T:g}_a{E1_ALPHA:g}", teacher, "hinton", E1_T, E1_ALPHA, True),
-        (f"PL+T_a{E1_ALPHA:g}", teacher, "pseudo", E1_T, E1_ALPHA, True),
-    ]
-    if not opt.quick:  # exploratory
-        arms += [(f"KD+T_T{t:g}_a{a:g}", teacher, "hinton", t, a, True)
-                 for a in (0.5, 0.9) for t in (1.0, 2.0, 4.0, 8.0)
-                 if (t, a) != (E1_T, E1_ALPHA)]
-        arms.append(("PL+T_a0.5", teacher, "pseudo", E1_T, 0.5, True))
+        return ("digits",), 10, 10, 60, "mlp", 2
+    return opt.datasets or ("mnist", "fashion-mnist"), 50, 50, 500, "lenet", 20
+
+
+def _few_label_runs(opt: GridOptions, exp: str,
+                    arms: Sequence[tuple[str, bool, str, float, float, bool]]) -> list[Run]:
+    """Runs of E1's setting; an arm is (name, with a teacher, loss, T, alpha, with the
+    transfer set). Arms without the transfer set run (labels + transfer) / labels times
+    the epochs: every arm sees the same number of samples."""
+    datasets, labels, val, transfer, teacher, epochs = _few_labels(opt)
+    ratio = (labels + transfer) // labels  # 11
     runs = []
     for ds in datasets:
-        for name, t_name, loss, t, a, with_transfer in arms:
+        for name, taught, loss, t, a, with_transfer in arms:
             for seed in range(opt.seeds or (2 if opt.quick else 5)):
                 data = DataConfig(dataset=ds, classes=None, train_per_class=labels,
                                   val_per_class=val, data_dir=opt.data_dir,
                                   transfer=f"unlabelled:{transfer}" if with_transfer else None)
                 train = TrainConfig(epochs=epochs if with_transfer else epochs * ratio,
                                     batch_size=32, seed=seed, device=opt.device)
-                runs.append(_run(f"E1_{ds}_{name}_s{seed}", f"E1 {ds}", V2, data, t_name,
-                                 train, loss, t, a))
+                runs.append(_run(f"{exp}_{ds}_{name}_s{seed}", f"{exp} {ds}", V2, data,
+                                 teacher if taught else "none", train, loss, t, a))
     return runs
+
+
+def e1_runs(opt: GridOptions) -> list[Run]:
+    """Arms CE, KD, KD+T, PL+T (primary: T 4, alpha 0.9) and the exploratory T x alpha
+    of KD+T and alpha of PL+T, 5 seeds, MNIST and Fashion-MNIST, 10 classes."""
+    t, a = E1_T, E1_ALPHA
+    arms = [("CE", False, "hinton", t, a, False),
+            (f"KD_T{t:g}_a{a:g}", True, "hinton", t, a, False),
+            (f"KD+T_T{t:g}_a{a:g}", True, "hinton", t, a, True),
+            (f"PL+T_a{a:g}", True, "pseudo", t, a, True)]
+    if not opt.quick:  # exploratory
+        arms += [(f"KD+T_T{t2:g}_a{a2:g}", True, "hinton", t2, a2, True)
+                 for a2 in (0.5, 0.9) for t2 in (1.0, 2.0, 4.0, 8.0) if (t2, a2) != (t, a)]
+        arms.append(("PL+T_a0.5", True, "pseudo", t, 0.5, True))
+    return _few_label_runs(opt, "E1", arms)
+
+
+def e4_runs(opt: GridOptions) -> list[Run]:
+    """E1's setting: pseudo-labels against soft targets through a trained student-side
+    logit scale (primary) and through z-scored logits, T 4, alpha 0.9 (docs/kd-study.md,
+    amendment E4)."""
+    t, a = E1_T, E1_ALPHA
+    return _few_label_runs(opt, "E4", [
+        (f"PL+T_a{a:g}", True, "pseudo", t, a, True),
+        (f"LS+T_T{t:g}_a{a:g}", True, "learned-scale", t, a, True),
+        (f"LSKD+T_T{t:g}_a{a:g}", True, "lskd", t, a, True)])
 
 
 def e2_runs(opt: GridOptions) -> list[Run]:
@@ -142,7 +165,7 @@ def e3_runs(opt: GridOptions) -> list[Run]:
     return runs
 
 
-BUILDERS = {"E1": e1_runs, "E2": e2_runs, "E3": e3_runs}
+BUILDERS = {"E1": e1_runs, "E2": e2_runs, "E3": e3_runs, "E4": e4_runs}
 
 
 def kd_study_grid(opt: GridOptions) -> list[Run]:
@@ -222,6 +245,27 @@ def _by(rows: Sequence[dict[str, Any]], cell: str, arm: str, key: str = "test_ac
     return {r["seed"]: r[key] for r in rows if _arm(r["run_id"]) == (cell, arm)}
 
 
+def _primary(rows: Sequence[dict[str, Any]], cell: str, treat: str, control: str
+             ) -> str:
+    """The primary comparison line of a cell, with criterion (a)'s verdict."""
+    m, lo, hi, n = _paired(_by(rows, cell, treat), _by(rows, cell, control))
+    met = n > 1 and m >= 0.01 and lo > 0
+    return (f"**Primary: {treat} − {control} = {_ci(m, lo, hi, n)} → criterion (a) "
+            f"{'met' if met else 'not met'}.**")
+
+
+def _minus(rows: Sequence[dict[str, Any]], cell: str, arms: Sequence[str],
+           control: Any) -> list[str]:
+    """Each arm minus ``control(arm)`` (an arm name), paired by seed."""
+    lines = ["| arm | minus its control (points, 95 % CI) |", "|---|---|"]
+    for arm in arms:
+        c = control(arm)
+        if _by(rows, cell, c):
+            diff = _paired(_by(rows, cell, arm), _by(rows, cell, c))
+            lines.append(f"| {arm} − {c} | {_ci(*diff)} |")
+    return lines
+
+
 def e1_report(rows: Sequence[dict[str, Any]]) -> list[str]:
     kd_t, pl_t = f"KD+T_T{E1_T:g}_a{E1_ALPHA:g}", f"PL+T_a{E1_ALPHA:g}"
     out = ["## E1: few labels + a transfer set", "",
@@ -229,21 +273,25 @@ def e1_report(rows: Sequence[dict[str, Any]]) -> list[str]:
            ">= +1.0 point with the 95 % interval above 0 on at least one dataset.", ""]
     for cell in sorted({_arm(r["run_id"])[0] for r in rows}):
         cell_rows = [r for r in rows if _arm(r["run_id"])[0] == cell]
-        m, lo, hi, n = _paired(_by(rows, cell, kd_t), _by(rows, cell, pl_t))
-        met = n > 1 and m >= 0.01 and lo > 0
-        out += [f"### {cell.split('_', 1)[1]}", "",
-                f"**Primary: {kd_t} − {pl_t} = {_ci(m, lo, hi, n)} → criterion (a) "
-                f"{'met' if met else 'not met'}.**", ""]
+        out += [f"### {cell.split('_', 1)[1]}", "", _primary(rows, cell, kd_t, pl_t), ""]
         out += arm_table(cell_rows, "CE") + [""]
-        pls = {a for _, a in map(_arm, (r["run_id"] for r in cell_rows)) if a.startswith("PL+T")}
-        lines = ["| KD+T arm | minus PL+T at its alpha (points, 95 % CI) |", "|---|---|"]
-        for arm in dict.fromkeys(_arm(r["run_id"])[1] for r in cell_rows
-                                 if "KD+T" in r["run_id"]):
-            pl = f"PL+T_a{arm.rsplit('_a', 1)[1]}"
-            if pl in pls:
-                diff = _paired(_by(rows, cell, arm), _by(rows, cell, pl))
-                lines.append(f"| {arm} | {_ci(*diff)} |")
-        out += lines + [""]
+        kd_arms = dict.fromkeys(_arm(r["run_id"])[1] for r in cell_rows
+                                if "KD+T" in r["run_id"])
+        out += _minus(rows, cell, list(kd_arms),
+                      lambda arm: f"PL+T_a{arm.rsplit('_a', 1)[1]}") + [""]
+    return out
+
+
+def e4_report(rows: Sequence[dict[str, Any]]) -> list[str]:
+    pl_t = f"PL+T_a{E1_ALPHA:g}"
+    ls_t, lskd_t = f"LS+T_T{E1_T:g}_a{E1_ALPHA:g}", f"LSKD+T_T{E1_T:g}_a{E1_ALPHA:g}"
+    out = ["## E4: E1's setting, soft targets the student can scale", "",
+           f"Primary comparison: {ls_t} minus {pl_t}, paired by seed; success as (a).", ""]
+    for cell in sorted({_arm(r["run_id"])[0] for r in rows}):
+        cell_rows = [r for r in rows if _arm(r["run_id"])[0] == cell]
+        out += [f"### {cell.split('_', 1)[1]}", "", _primary(rows, cell, ls_t, pl_t), ""]
+        out += arm_table(cell_rows, pl_t) + [""]
+        out += _minus(rows, cell, [ls_t, lskd_t], lambda arm: pl_t) + [""]
     return out
 
 
@@ -294,7 +342,7 @@ def e3_report(rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
-REPORTS = {"E1": e1_report, "E2": e2_report, "E3": e3_report}
+REPORTS = {"E1": e1_report, "E2": e2_report, "E3": e3_report, "E4": e4_report}
 
 
 def write_report(rows: list[dict[str, Any]], out: Path, opt: GridOptions,
