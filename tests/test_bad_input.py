@@ -261,7 +261,7 @@ def test_batch_beyond_memory_refused_before_training(tmp_path, capsys):
     ([*STUDENT, "--teacher", "mlp", "--student", "quantum", "--reduction", "avgpool",
       "--ansatz", "ring"], "unknown ansatz 'ring'; valid: hea, "),  # ... qcnn, strong
     ([*STUDENT, "--teacher", "mlp", "--kd-variant", "fitnet"],
-     "unknown KD loss 'fitnet'; valid: dkd, hinton, learned-scale, lskd, paper, pseudo"),
+     "unknown KD loss 'fitnet'; valid: dkd, hint, hinton, learned-scale, lskd, paper, pseudo"),
     (["distill", "--student", "paper-v1", "--dataset", "mnist", "--teacher", "mlp",
       "--angles", "quarter"], "unknown paper-v1 angle range 'quarter'; valid: half-pi, pi"),
     (["reproduce", "paper-v1", "--quick", "--angles", "quarter"],

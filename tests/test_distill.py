@@ -72,7 +72,7 @@ def test_bad_settings_and_shapes():
         KDLoss(math.nan)
     with pytest.raises(QdistillError, match="alpha"):
         KDLoss(3.0, 1.5)
-    with pytest.raises(QdistillError, match="valid: dkd, hinton, learned-scale, lskd, paper"):
+    with pytest.raises(QdistillError, match="valid: dkd, hint, hinton, learned-scale, lskd, paper"):
         KDLoss(variant="other")
     with pytest.raises(QdistillError, match="differ"):
         KDLoss()(torch.randn(2, 8), torch.tensor([0, 1]), torch.randn(2, 6))
