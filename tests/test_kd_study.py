@@ -111,3 +111,16 @@ def test_e4_is_e1s_setting_with_the_registered_arms():
         same = e1[f"{r.cfg.data.dataset}_PL+T_a0.9_s{r.cfg.train.seed}"]
         assert r.cfg.data == same.data and r.cfg.train == same.train
         assert r.cfg.kd.variant in {"pseudo", "learned-scale", "lskd"}
+
+
+def test_e2_stage_2_is_the_selected_recipe_and_its_baseline_on_fresh_seeds():
+    from qdistill.experiments.kd_study import E2_SELECTED, e2s2_runs
+
+    runs = e2s2_runs(GridOptions())
+    assert len(runs) == 2 * 2 * 5
+    assert {r.cfg.train.seed for r in runs} == set(range(5, 10))  # stage 1: 0-4
+    for r in runs:
+        t, a, epochs = E2_SELECTED[r.cfg.data.dataset]
+        assert r.cfg.train.epochs == epochs and r.cfg.train.batch_size == 128
+        if r.cfg.kd.teacher != "none":
+            assert (r.cfg.kd.temperature, r.cfg.kd.alpha) == (t, a)

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--angles", help=ANGLES_HELP + ". Use its own --out")
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
     rep.add_argument("--experiments", help="kd-study only: comma-separated subset of E1, "
-                                           "E2, E3, E4 (default: all)")
+                                           "E2, E2S2 (E2 stage 2), E3, E4 (default: all)")
     pool_options(rep, lockstep_default="off")
     device_option(rep)
     rep.add_argument("--data-dir", help="directory of IDX files")

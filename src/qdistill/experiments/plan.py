@@ -33,4 +33,4 @@ class GridOptions:
     data_dir: str | None = None
     # runs that can share a step train together (lockstep/): faster, not bit-identical
     lockstep: bool = False
-    experiments: tuple[str, ...] | None = None  # kd-study: a subset of E1, E2, E3, E4
+    experiments: tuple[str, ...] | None = None  # kd-study: a subset of E1, E2, E2S2, E3, E4
