@@ -349,8 +349,10 @@ def e2_report(rows: Sequence[dict[str, Any]]) -> list[str]:
                 if arm != "none" and vg[3] and (best is None or vg[0] > best[0]):
                     best = (vg[0], arm, epochs)
         if best is not None:
+            role = "the stage-2 recipe for this cell" if cell.endswith("_v2") else \
+                "exploratory (stage 2 tests the paper-v2 student's)"
             lines += ["", f"Highest mean validation gain: **{best[1]} at {best[2]} epochs** "
-                          f"({_pts(best[0])} points): the stage-2 recipe for this cell."]
+                          f"({_pts(best[0])} points): {role}."]
         out += lines + [""]
     return out
 
