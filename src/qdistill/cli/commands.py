@@ -187,8 +187,15 @@ def grid_options(args: argparse.Namespace) -> Any:
     return opt
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
+def _workers(args: argparse.Namespace, device: str) -> int:
+    """Runs at once: --workers, else one per usable core (one GPU: one at a time)."""
     from ..experiments.executors import usable_cpus
+    if args.workers:
+        return args.workers
+    return 1 if device.startswith("cuda") and args.executor == "local" else usable_cpus()
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiments.reproduce import run_grid
     opt = grid_options(args)
     opt.lockstep = args.lockstep == "on"
@@ -196,9 +203,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         Path("runs") / "reproduce" / f"{args.grid}-quick" if args.quick
         else Path("results") / args.grid)
-    # One GPU: one run at a time, unless --workers says otherwise.
-    workers = args.workers or (1 if dev.startswith("cuda") and args.executor == "local"
-                               else usable_cpus())
+    workers = _workers(args, dev)
     run_grid(args.grid, opt, out, workers=workers, executor=args.executor,
              address=args.address)
     print((out / "table.md").read_text())
@@ -213,13 +218,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ..experiments.executors import usable_cpus
     from ..experiments.sweep import parse_axis, run_sweep
     axes = [parse_axis(spec) for spec in args.grid]  # bad axes fail before any data loads
     cfg = load_config(DistillConfig, args.config, collect_overrides(args))
     cfg.train.device = dev = _concrete_device(cfg.train.device)
-    workers = args.workers or (1 if dev.startswith("cuda") and args.executor == "local"
-                               else usable_cpus())
+    workers = _workers(args, dev)
     out = Path(args.out)
     run_sweep(to_dict(cfg), axes, out, workers=workers, executor=args.executor,
               address=args.address, device=dev, lockstep=args.lockstep == "on")

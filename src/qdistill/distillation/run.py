@@ -223,9 +223,11 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None,
         # it would teach nothing, so the baseline trains on the labelled images alone.
         train = _with_transfer(task.train, task.transfer)
         if getattr(kd, "needs_teacher_features", False):  # a hint: logits + features
+            with_features = teacher_with_features(teacher)
             soft = standardize_features(teacher_logits(
-                teacher_with_features(teacher), tmeta, train.images,
-                preprocess="uint8/255+penultimate"), task.num_classes)
+                with_features, tmeta, train.images, preprocess="uint8/255+penultimate"),
+                task.num_classes)
+            with_features.close()
         else:
             soft = teacher_logits(teacher, tmeta, train.images)
         loss_fn = kd

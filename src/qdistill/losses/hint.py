@@ -77,7 +77,11 @@ class _WithFeatures(nn.Module):
         super().__init__()
         self.teacher = teacher
         self.features: torch.Tensor | None = None
-        last.register_forward_pre_hook(self._keep)
+        self._hook = last.register_forward_pre_hook(self._keep)
+
+    def close(self) -> None:
+        """Take the hook off the teacher (it may teach again, e.g. your own module)."""
+        self._hook.remove()
 
     def _keep(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self.features = args[0]
@@ -88,10 +92,10 @@ class _WithFeatures(nn.Module):
         return torch.cat([logits, self.features.reshape(len(x), -1)], dim=1)
 
 
-def teacher_with_features(teacher: nn.Module) -> nn.Module:
+def teacher_with_features(teacher: nn.Module) -> _WithFeatures:
     """``teacher`` answering ``(B, K + D)``: its logits, then the input of its last
-    ``nn.Linear`` (its penultimate features). A teacher without one (an ONNX file, a
-    committed record) cannot give hints: a clear error."""
+    ``nn.Linear`` (its penultimate features); ``close()`` when done. A teacher without
+    one (an ONNX file, a committed record) cannot give hints: a clear error."""
     last = [m for m in teacher.modules() if isinstance(m, nn.Linear)]
     if not last:
         raise QdistillError(f"the hint loss needs the teacher's penultimate features, the "
