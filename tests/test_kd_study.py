@@ -124,3 +124,58 @@ def test_e2_stage_2_is_the_selected_recipe_and_its_baseline_on_fresh_seeds():
         assert r.cfg.train.epochs == epochs and r.cfg.train.batch_size == 128
         if r.cfg.kd.teacher != "none":
             assert (r.cfg.kd.temperature, r.cfg.kd.alpha) == (t, a)
+
+
+def _fake(run_id: str, test_acc: float, classes=None, tests=None, vals=None) -> dict:
+    """A row of a finished run as write_report reads it (no training)."""
+    tests = tests or [test_acc] * 3
+    vals = vals or list(tests)
+    return {"run_id": run_id, "seed": int(run_id.rsplit("_s", 1)[1]), "test_acc": test_acc,
+            "val_acc": max(vals), "best_epoch": 2, "classes": classes,
+            "test_acc_per_epoch": tests, "val_acc_per_epoch": vals}
+
+
+def test_figures_are_written_and_plot_the_tables_numbers(tmp_path):
+    """gains.png and e2_gains.png come with table.md, and what they draw is what the
+    table prints: here from hand-made rows with known accuracies."""
+    from qdistill.experiments import kd_figures
+    from qdistill.experiments.kd_study import _by, _paired, write_report
+
+    kd, pl = (0.80, 0.82, 0.84), (0.70, 0.71, 0.75)  # differences 0.10, 0.11, 0.09
+    rows = [_fake(f"E1_mnist_KD+T_T4_a0.9_s{s}", kd[s]) for s in range(3)]
+    rows += [_fake(f"E1_mnist_PL+T_a0.9_s{s}", pl[s]) for s in range(3)]
+    # E3: one of two hinton runs at chance (0.10 < 1.5/8)
+    rows += [_fake(f"E3_mnist_0-7_v1_none_s{s}", 0.90) for s in range(2)]
+    rows += [_fake("E3_mnist_0-7_v1_hinton_s0", 0.10, "0-7"),
+             _fake("E3_mnist_0-7_v1_hinton_s1", 0.88, "0-7")]
+    # E2: 4 epochs, so the short schedule is the first 2 (as --quick); validation
+    # selects epoch 2 of the first two, epoch 4 of all
+    for s in range(2):
+        rows.append(_fake(f"E2_digits_v2_none_s{s}", 0.5, tests=[0.5, 0.6, 0.7, 0.8],
+                          vals=[0.1, 0.2, 0.3, 0.4]))
+        rows.append(_fake(f"E2_digits_v2_T2_a0.5_s{s}", 0.5,
+                          tests=[0.5, 0.6 + 0.01 * s, 0.7, 0.9], vals=[0.1, 0.2, 0.3, 0.4]))
+    table = write_report(rows, tmp_path, GridOptions(), 0.0)
+    for name in ("gains.png", "e2_gains.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+    gains = {(g.exp, g.cell, g.treat): g for g in kd_figures.study_gains(rows)}
+    primary = gains[("E1", "E1_mnist", "KD+T_T4_a0.9")]
+    assert primary.control == "PL+T_a0.9" and primary.primary and primary.n == 3
+    m, lo, hi = t_interval([0.10, 0.11, 0.09])
+    assert primary.mean == pytest.approx(10.0)
+    assert (primary.mean, primary.lo, primary.hi) == pytest.approx((100 * m, 100 * lo, 100 * hi))
+    paired = _paired(_by(rows, "E1_mnist", "KD+T_T4_a0.9"), _by(rows, "E1_mnist", "PL+T_a0.9"))
+    assert (primary.mean, primary.lo, primary.hi) == tuple(100 * v for v in paired[:3])
+    assert f"{primary.mean:+.2f} [{primary.lo:+.2f}, {primary.hi:+.2f}] (n=3)" in table
+    hinton = gains[("E3", "E3_mnist_0-7_v1", "hinton")]
+    assert hinton.note == "1/2 collapsed" and hinton.mean == pytest.approx(-41.0)
+    assert "| hinton | 2 |" in table and "| 1/2 |" in table
+
+    short, full = kd_figures.e2_panels(rows)
+    assert (short.epochs, full.epochs, short.ts, short.alphas) == (2, 4, (2.0,), (0.5,))
+    assert short.grid[0, 0] == pytest.approx(0.5)  # 0.605 - 0.6 (mean of +0, +0.01)
+    assert full.grid[0, 0] == pytest.approx(10.0)  # 0.9 - 0.8
+    assert short.text[0][0].startswith("+0.50\n[") and "| T2_a0.5 | 2 | 2 |" in table
+    assert short.text[0][0].replace("\n", " ") in table  # the test gain column

@@ -207,7 +207,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     run_grid(args.grid, opt, out, workers=workers, executor=args.executor,
              address=args.address)
     print((out / "table.md").read_text())
-    figures = "" if args.grid == "kd-study" else ", accuracy.png, curves.png, gains.png"
+    names = (("gains.png", "e2_gains.png") if args.grid == "kd-study"
+             else ("accuracy.png", "curves.png", "gains.png"))
+    figures = "".join(f", {n}" for n in names if (out / n).exists())
     print(f"results: {out}/ (runs.csv, table.md{figures})")
     if args.robustness:  # every finished student, under shots and noise (no retraining)
         from ..experiments.robustness import grid_robustness

@@ -289,6 +289,25 @@ def _minus(rows: Sequence[dict[str, Any]], cell: str, arms: Sequence[str],
     return lines
 
 
+def pl_control(arm: str) -> str:
+    """E1's control of a KD+T arm: the PL+T arm of the same alpha."""
+    return f"PL+T_a{arm.rsplit('_a', 1)[1]}"
+
+
+def e2_schedules(cell_rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """E2's (short, full) schedule of one cell: 10 and 40 epochs (--quick: 2 and 4)."""
+    full = max(len(r["test_acc_per_epoch"]) for r in cell_rows)
+    return (min(E2_SHORT, full // 2) if full < E2_EPOCHS else E2_SHORT), full
+
+
+def e2_pick(cell_rows: Sequence[dict[str, Any]], arm: str, epochs: int, key: int
+            ) -> dict[int, float]:
+    """Seed -> test (``key`` 0) or validation (1) accuracy of ``arm``, selected on
+    validation among its first ``epochs`` epochs."""
+    return {r["seed"]: _short(r, epochs)[key] for r in cell_rows
+            if _arm(r["run_id"])[1] == arm}
+
+
 def e1_report(rows: Sequence[dict[str, Any]]) -> list[str]:
     kd_t, pl_t = f"KD+T_T{E1_T:g}_a{E1_ALPHA:g}", f"PL+T_a{E1_ALPHA:g}"
     out = ["## E1: few labels + a transfer set", "",
@@ -300,8 +319,7 @@ def e1_report(rows: Sequence[dict[str, Any]]) -> list[str]:
         out += arm_table(cell_rows, "CE") + [""]
         kd_arms = dict.fromkeys(_arm(r["run_id"])[1] for r in cell_rows
                                 if "KD+T" in r["run_id"])
-        out += _minus(rows, cell, list(kd_arms),
-                      lambda arm: f"PL+T_a{arm.rsplit('_a', 1)[1]}") + [""]
+        out += _minus(rows, cell, list(kd_arms), pl_control) + [""]
     return out
 
 
@@ -326,23 +344,18 @@ def e2_report(rows: Sequence[dict[str, Any]]) -> list[str]:
            "arm is its first epochs, selected among them.", ""]
     for cell in sorted({_arm(r["run_id"])[0] for r in rows}):
         cell_rows = [r for r in rows if _arm(r["run_id"])[0] == cell]
-        full = max(len(r["test_acc_per_epoch"]) for r in cell_rows)
-        short = min(E2_SHORT, full // 2) if full < E2_EPOCHS else E2_SHORT
-
-        def pick(arm: str, epochs: int, key: int, cell_rows: list = cell_rows
-                 ) -> dict[int, float]:
-            return {r["seed"]: _short(r, epochs)[key] for r in cell_rows
-                    if _arm(r["run_id"])[1] == arm}
+        short, full = e2_schedules(cell_rows)
         lines = [f"### {cell.split('_', 1)[1]}", "",
                  "| recipe | epochs | n | test acc % | val gain | test gain (95 % CI) |",
                  "|---|---|---|---|---|---|"]
         best: tuple[float, str, int] | None = None
         for arm in dict.fromkeys(_arm(r["run_id"])[1] for r in cell_rows):
             for epochs in (short, full):
-                tests = pick(arm, epochs, 0)
+                tests = e2_pick(cell_rows, arm, epochs, 0)
                 m, _ = mean_std(list(tests.values()))
-                vg = _paired(pick(arm, epochs, 1), pick("none", epochs, 1))
-                tg = _paired(tests, pick("none", epochs, 0))
+                vg = _paired(e2_pick(cell_rows, arm, epochs, 1),
+                             e2_pick(cell_rows, "none", epochs, 1))
+                tg = _paired(tests, e2_pick(cell_rows, "none", epochs, 0))
                 g = "" if arm == "none" else _ci(*tg)
                 lines.append(f"| {arm} | {epochs} | {len(tests)} | {100 * m:.2f} | "
                              f"{'' if arm == 'none' else _pts(vg[0])} | {g} |")
@@ -390,8 +403,9 @@ REPORTS = {"E1": e1_report, "E2": e2_report, "E2S2": e2s2_report, "E3": e3_repor
 
 def write_report(rows: list[dict[str, Any]], out: Path, opt: GridOptions,
                  seconds: float) -> str:
-    """``table.md`` (every experiment present, primary comparisons first) and
-    ``runs.csv`` in ``out``; returns the text."""
+    """``table.md`` (every experiment present, primary comparisons first),
+    ``runs.csv`` and the figures (``gains.png``, ``e2_gains.png``: kd_figures.py) in
+    ``out``; returns the text."""
     from ..reporting import tables
 
     order = {r.run_id: i for i, r in enumerate(kd_study_grid(opt))}  # the protocol's order
@@ -409,4 +423,7 @@ def write_report(rows: list[dict[str, Any]], out: Path, opt: GridOptions,
               f"invocation: {seconds / 60:.1f} min."]
     text = "\n".join(parts) + "\n"
     (out / "table.md").write_text(text)
+    from .kd_figures import write_figures
+
+    write_figures(rows, out)
     return text

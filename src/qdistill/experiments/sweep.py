@@ -288,7 +288,7 @@ def write_report(p: Plan, done: dict[str, dict[str, Any]], out: Path,
 def gain_heatmap(cells: list[dict[str, Any]], axes: Sequence[Axis], path: Path) -> None:
     """Mean paired gain per cell (points; red below 0, blue above), its interval written
     in; rows: all axes but the last, columns: the last axis."""
-    plt = plots._pyplot()
+    plt = plots.pyplot()
     import numpy as np
 
     col_axis = axes[-1] if axes else None
@@ -305,16 +305,10 @@ def gain_heatmap(cells: list[dict[str, Any]], axes: Sequence[Axis], path: Path) 
         text[i][j] = f"{100 * c['gain']:+.1f}{ci}"
     lim = max(1.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1.0
     fig, ax = plt.subplots(figsize=(1.2 + 1.15 * len(cols), 0.8 + 0.6 * len(rows)))
-    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            dark = np.isfinite(grid[i, j]) and abs(grid[i, j]) > 0.6 * lim
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
-    ax.set_xticks(range(len(cols)), [str(v) for v in cols])
+    im = plots.gain_heatmap_axes(
+        ax, grid, [", ".join(f"{a.label}={v}" for a, v in zip(row_axes, r, strict=True))
+                   for r in rows], [str(v) for v in cols], text, lim)
     ax.set_xlabel(col_axis.label if col_axis else "")
-    ax.set_yticks(range(len(rows)), [", ".join(f"{a.label}={v}" for a, v in
-                                               zip(row_axes, r, strict=True)) for r in rows])
     ax.set_title("KD gain over no teacher (points, paired by seed)", fontsize=9)
     fig.colorbar(im, ax=ax, label="gain (points)")
     plots.save(fig, path)

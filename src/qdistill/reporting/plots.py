@@ -7,6 +7,8 @@
   end at chance dashed (``curves.png``).
 - :func:`accuracy_figure`: test accuracy per setting and teacher, horizontal bars
   (mean) with every seed as a dot and the paper's number as a tick (``accuracy.png``).
+- :func:`gain_heatmap_axes`: one panel of paired gains on a grid of two factors, red
+  below 0 and blue above (``qdistill sweep``'s ``gains.png``, the KD study's E2).
 
 Every figure uses constrained layout and grows with its number of rows;
 :func:`save` writes it with ``bbox_inches="tight"``. The data come ready-made from
@@ -31,7 +33,8 @@ _PAPER = dict(marker="D", markersize=6, markerfacecolor="white", markeredgewidth
               markeredgecolor=color("mark:paper"), linestyle="none")
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot with the Agg backend (imported on first use)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -40,7 +43,7 @@ def _pyplot() -> Any:
 
 def save(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def legend_on_top(fig: Any, handles: list[Any], ncol: int) -> None:
@@ -165,7 +168,7 @@ def forest_figure(g: Mapping[tuple[str, str], tuple[float, float, float, int]],
     """``g``: (setting, teacher) -> (mean, ci low, ci high, n) in points;
     ``at_chance``: (setting, teacher) -> (teacher runs at chance, baseline runs at chance)
     among the n pairs."""
-    plt = _pyplot()
+    plt = pyplot()
     at_chance = at_chance or {}
     settings = list(dict.fromkeys(s for s, _ in g))
     claims = {(s, t): paper.get(s, {}).get(t, math.nan) - paper.get(s, {}).get("none", math.nan)
@@ -236,7 +239,7 @@ def curves_figure(histories: Mapping[str, Mapping[str, Sequence[Sequence[float]]
                   chance: Mapping[str, float | None] | None = None) -> Any:
     """``histories``: setting -> teacher -> per seed, per-epoch test accuracy (0-1);
     ``chance``: setting -> 1/K (default: read from the setting's label)."""
-    plt = _pyplot()
+    plt = pyplot()
     chance = {s: (chance or {}).get(s, chance_of_setting(s)) for s in histories}
     by_ds: dict[str, list[str]] = {}
     for s in histories:
@@ -310,7 +313,7 @@ def accuracy_figure(cells: Mapping[str, Mapping[str, Sequence[float]]],
     """``cells``: setting -> teacher -> per-seed test accuracy %; per setting a header
     row, then one horizontal bar per teacher (mean), each seed a dot, the paper's number
     a diamond, chance (1/K) a dotted line."""
-    plt = _pyplot()
+    plt = pyplot()
     chance = chance or {}
     groups = [(s, [t for t in teachers if by_t.get(t)]) for s, by_t in cells.items()]
     items, y, width, compact = _row_layout([gr for gr in groups if gr[1]])
@@ -351,3 +354,22 @@ def accuracy_figure(cells: Mapping[str, Mapping[str, Sequence[float]]],
     fig.suptitle("Student test accuracy per setting and teacher", fontsize=10, x=0.02,
                  ha="left")
     return fig
+
+
+# ---------------------------------------------------------------- gain heatmap
+
+def gain_heatmap_axes(ax: Any, grid: np.ndarray, row_labels: Sequence[str],
+                      col_labels: Sequence[str], text: Sequence[Sequence[str]], lim: float,
+                      fontsize: float = 7) -> Any:
+    """One heatmap panel on ``ax``: ``grid`` (gains in points, NaN left blank) red below 0
+    and blue above on the symmetric scale [-lim, lim], ``text[i][j]`` written in cell
+    (i, j) (white on the darkest cells). Returns the image, for a colour bar."""
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            dark = np.isfinite(grid[i, j]) and abs(grid[i, j]) > 0.6 * lim
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=fontsize,
+                    color="white" if dark else "black")
+    ax.set_xticks(range(len(col_labels)), list(col_labels))
+    ax.set_yticks(range(len(row_labels)), list(row_labels))
+    return im
