@@ -19,6 +19,7 @@ Three parts, printed side by side:
     python benchmarks/lockstep.py throughput --runs 1,8,32
     python benchmarks/lockstep.py grid --teachers none,lenet --workers 2
     python benchmarks/lockstep.py grid --shots --skip-solo
+    python benchmarks/lockstep.py grid --teachers none,lenet --seeds 6 --skip-solo  # 72 runs
 
 Run it on an otherwise idle machine (batch-1 training is sensitive to any other load).
 """
@@ -111,7 +112,7 @@ def throughput(runs: list[int], steps: int, shots: int | None) -> list[tuple]:
         solo = _solo_steps_per_s(_prepared(1, task, soft, shots), steps)
         rows.append(("solo (fit)", 1, 1e3 / solo, solo))
         for R in runs:
-            group = Lockstep([init_run(_prepared(r, task, soft, shots), None)
+            group = Lockstep([init_run(_prepared(r, task, soft, shots))
                               for r in range(R)])
             n = max(20, min(steps, int(steps * 8 / R)))
             group.train_epoch(1, max_steps=10)  # warm-up
@@ -207,7 +208,7 @@ def design(runs: list[int], steps: int) -> list[tuple]:
     with cpu_threads(1):
         for R in runs:
             n = max(20, min(steps, int(steps * 8 / R)))
-            group = Lockstep([init_run(_prepared(r, task, soft, None), None)
+            group = Lockstep([init_run(_prepared(r, task, soft, None))
                               for r in range(R)])
             group.train_epoch(1, max_steps=10)
             t = time.perf_counter()
@@ -317,6 +318,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=usable_cpus())
     ap.add_argument("--teachers", default="none,lenet,alexnet,ensemble")
     ap.add_argument("--teacher-epochs", default="lenet=10,alexnet=1,ensemble=1")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="grid: seeds per cell (default 3, the paper's); --teachers "
+                         "none,lenet --seeds 6 is the 72-run grid's student work where "
+                         "AlexNet and Ensemble are not cached (a student's cost does not "
+                         "depend on its teacher)")
     ap.add_argument("--only", default=PAPER_RUNS, help=f"grid: run-id glob ({PAPER_RUNS!r})")
     ap.add_argument("--head", default="paper", help="grid: paper-v1 head (grid_time.py's)")
     ap.add_argument("--shots", action="store_true", help="the paper's shots (both parts)")
@@ -334,7 +340,7 @@ def main() -> None:
     if args.part in ("all", "grid"):
         opt = GridOptions(teacher_epochs=parse_teacher_epochs(args.teacher_epochs),
                           teachers=tuple(args.teachers.split(",")), only=args.only,
-                          shots=args.shots, head=args.head)
+                          shots=args.shots, head=args.head, seeds=args.seeds)
         print(f"grid (paper-v1{', shots' if args.shots else ''}, teachers "
               f"{args.teachers}, {args.workers} worker(s)):")
         gr = grid(opt, args.workers, args.skip_solo)

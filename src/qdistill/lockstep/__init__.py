@@ -37,6 +37,7 @@ last checkpoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -60,7 +61,7 @@ from .twin import Twin
 log = logging.getLogger(__name__)
 
 __all__ = ["MAX_GROUP", "Outcome", "Prepared", "Twin", "Unsupported", "describe_groups",
-           "lockstep_key", "max_group_size", "plan_groups", "run_bytes", "run_lockstep"]
+           "lockstep_key", "makespan", "max_group_size", "plan_groups", "run_bytes", "run_lockstep"]
 
 Outcome = Any  # (student, FitResult, run metadata) or the exception the run raised
 # Runs per group at most (beyond this the step is bound by memory bandwidth: more runs
@@ -74,7 +75,9 @@ def lockstep_key(cfg: DistillConfig) -> str | None:
     """Runs with the same key can share a step; ``None``: this run trains solo (noise).
 
     The key holds everything but what may differ per run: the seed, the teacher, the
-    KD temperature and alpha, the learning rate and weight decay.
+    KD temperature and alpha, the learning rate and weight decay, and the dataset itself
+    where its images have the same shape and class count (MNIST and Fashion-MNIST runs
+    of one setting share a group: a run's images are its own either way).
     """
     from ..students import resolve_student
 
@@ -86,8 +89,24 @@ def lockstep_key(cfg: DistillConfig) -> str | None:
         return None
     train = {k: v for k, v in to_dict(cfg.train).items()
              if k not in ("seed", "lr", "weight_decay")}
-    return json.dumps({"student": to_dict(student), "data": to_dict(cfg.data),
+    data = to_dict(cfg.data)
+    images = _images_of(str(data.pop("dataset")), data.pop("data_dir"))
+    return json.dumps({"student": to_dict(student), "data": data, "images": images,
                        "train": train, "loss": cfg.kd.variant}, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _images_of(dataset: str, data_dir: str | None) -> str:
+    """"(C, H, W) x K classes" of a dataset (its arrays are memoised per process), or
+    its name where it cannot be read (its runs then report why)."""
+    from ..data.raw import load_arrays
+
+    try:
+        loaded = load_arrays(dataset, data_dir)
+        shape = tuple(loaded.arrays["train_images"].shape[1:])
+        return f"{shape} x {len(loaded.class_names)} classes"
+    except Exception:
+        return dataset
 
 
 def _compat_key(prep: Prepared) -> str | None:
@@ -152,8 +171,9 @@ def plan_groups(items: Sequence[tuple[str, DistillConfig]], workers: int = 1,
                 cap: Callable[[DistillConfig], int] | None = None) -> list[list[str]]:
     """Split runs ``(id, config)`` into lockstep groups: same :func:`lockstep_key`,
     at most ``cap(cfg)`` runs each (default :func:`max_group_size` for ``workers``
-    groups at once), then the largest halved until every worker has a group; the
-    largest first. A group of one is a solo run."""
+    groups at once), then the largest halved while that shortens the estimated wall
+    time on ``workers`` workers (:func:`makespan`); the largest first. A group of one is
+    a solo run."""
     buckets: dict[str | None, list[tuple[str, DistillConfig]]] = defaultdict(list)
     singles: list[list[str]] = []
     for run_id, cfg in items:
@@ -170,12 +190,32 @@ def plan_groups(items: Sequence[tuple[str, DistillConfig]], workers: int = 1,
             size = 1
         ids = [m[0] for m in members]
         groups += _chunks(ids, math.ceil(len(ids) / max(1, size)))
-    while len(groups) + len(singles) < workers:
+    while True:
         groups.sort(key=len, reverse=True)
         if not groups or len(groups[0]) < 2:
             break
-        groups += _chunks(groups.pop(0), 2)
+        halved = groups[1:] + _chunks(groups[0], 2)
+        now = [len(g) for g in groups + singles]
+        if makespan([len(g) for g in halved + singles], workers) >= makespan(now, workers):
+            break
+        groups = halved
     return sorted(groups + singles, key=len, reverse=True)
+
+
+# A lockstep step of R runs costs about (STEP_OVERHEAD + R) run-steps: a batch-1 step is
+# bound by dispatch up to a few runs, by arithmetic beyond (paper-v1, one thread: 2.21 ms
+# at R = 8, 6.05 ms at R = 32, so 0.16 ms per run + 0.93 ms; docs/performance.md).
+STEP_OVERHEAD = 6
+
+
+def makespan(sizes: Sequence[int], workers: int) -> float:
+    """Estimated wall time, in run-steps, of groups of ``sizes`` runs on ``workers``
+    workers, each group given to the least loaded worker, the largest first."""
+    loads = [0.0] * max(1, workers)
+    for n in sorted(sizes, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += n + STEP_OVERHEAD
+    return max(loads)
 
 
 def _chunks(ids: list[str], n: int) -> list[list[str]]:

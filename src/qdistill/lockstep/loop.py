@@ -38,11 +38,13 @@ from .twin import Twin
 
 log = logging.getLogger(__name__)
 
-# Folded rows per evaluation chunk are chosen so that one chunk's activations stay
-# under this many bytes (the results do not depend on it; the shot sampling keeps the
-# solo run's eval batches whatever the chunk). Measured, 12 paper-v1 runs x 1,200
-# images, one thread: 4 / 16 / 64 / 256 MiB -> 1.28 / 0.78 / 0.59 / 0.89 s (solo runs
-# one after the other: 0.54 s); larger chunks fall out of the caches.
+# Images per run per evaluation chunk: at most EVAL_ROWS, and fewer where one chunk's
+# activations (all runs) would pass EVAL_CHUNK_BYTES (the results do not depend on it;
+# the shot sampling keeps the solo run's eval batches whatever the chunk). Measured,
+# paper-v1 runs x 1,200 images, one thread, rows 16 / 32 / 48 / 96: 12 runs 0.42 /
+# 0.35 / 0.35 / 0.35 s, 24 runs 0.77 / 0.73 / 0.71 / 1.02 s; below 16 the convolutions
+# run grouped (slower), above ~50 a chunk falls out of the caches.
+EVAL_ROWS = 48
 EVAL_CHUNK_BYTES = 64 * 1024**2
 
 
@@ -205,7 +207,7 @@ class Lockstep:
             self.evals[split] = None if any(s is None for s in sets) else _unique(
                 [s.images for s in sets], [s.labels for s in sets], device)
         per_sample = activation_bytes(template, tuple(self.x.shape[2:]))
-        self.eval_rows = max(1, min(cfg.eval_batch_size,
+        self.eval_rows = max(1, min(cfg.eval_batch_size, EVAL_ROWS,
                                     EVAL_CHUNK_BYTES // (R * per_sample)))
         self.arange = torch.arange(R, device=device)
 

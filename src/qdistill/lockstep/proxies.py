@@ -89,6 +89,8 @@ class Conv2dProxy(nn.Module):
                 F.conv2d(x[r * b:(r + 1) * b], self.weight[r],
                          self.bias[r] if self.bias is not None else None, self.stride,
                          self.padding, self.dilation) for r in range(R)])
+        if not x.requires_grad and isinstance(self.padding, tuple):
+            return self._unfolded(x, R, b)
         c, h, w = x.shape[1:]
         folded = x.view(R, b, c, h, w).transpose(0, 1).reshape(b, R * c, h, w)
         weight = self.weight.reshape(-1, *self.weight.shape[2:])
@@ -97,6 +99,59 @@ class Conv2dProxy(nn.Module):
         co = self.weight.shape[1]
         return out.view(b, R, co, *out.shape[2:]).transpose(0, 1).reshape(R * b, co,
                                                                           *out.shape[2:])
+
+    def _unfolded(self, x: torch.Tensor, R: int, b: int) -> torch.Tensor:
+        """A layer whose input needs no gradient (the first): each run's patches as a
+        strided view, one batched GEMM for the forward and one for the weight gradient. The
+        grouped convolution's weight-only backward is slow at batch 1: paper-v1's
+        1 -> 10 channel layer at R = 12 took 0.41 ms forward + backward grouped, 0.18 ms
+        this way (one thread)."""
+        (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        x = x.contiguous()
+        n, c, h, w = x.shape
+        co, _, kh, kw = self.weight.shape[1:]
+        oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+        s = x.stride()
+        cols = x.as_strided((R, b, c, kh, kw, oh, ow),
+                            (b * s[0], s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw))
+        cols = cols.permute(0, 2, 3, 4, 1, 5, 6).reshape(R, c * kh * kw, b * oh * ow)
+        weight = self.weight.reshape(R, co, c * kh * kw)
+        out = (torch.bmm(weight, cols) if self.bias is None
+               else torch.baddbmm(self.bias.unsqueeze(-1), weight, cols))
+        return out.view(R, co, b, oh, ow).transpose(1, 2).reshape(R * b, co, oh, ow)
+
+
+class MaxPoolProxy(nn.Module):
+    """``nn.MaxPool2d`` with non-overlapping windows (kernel = stride, no padding or
+    dilation). Where no gradient is needed (evaluation) the maximum of the k*k shifted
+    views, elementwise: the same values as the pooling kernel (a maximum is exact, NaN
+    propagates in both), 10x faster on the CPU (12 paper-v1 runs x 113 images,
+    10 x 24 x 24: 38 ms pooled, 3.5 ms as views). With a gradient, the pooling itself
+    (its backward's choice among tied maxima is the solo run's)."""
+
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__()
+        self.pool = pool
+        k, s = nn.modules.utils._pair(pool.kernel_size), nn.modules.utils._pair(
+            pool.stride or pool.kernel_size)
+        self.k = k if (k == s and nn.modules.utils._pair(pool.padding) == (0, 0)
+                       and nn.modules.utils._pair(pool.dilation) == (1, 1)
+                       and not pool.ceil_mode and not pool.return_indices) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.k is None or (torch.is_grad_enabled() and x.requires_grad) or x.dim() != 4:
+            return self.pool(x)
+        (kh, kw), (h, w) = self.k, x.shape[2:]
+        oh, ow = h // kh, w // kw
+        v = x[:, :, :oh * kh, :ow * kw].unflatten(3, (ow, kw)).unflatten(2, (oh, kh))
+        out = v[:, :, :, 0, :, 0]
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    out = torch.maximum(out, v[:, :, :, i, :, j])
+        return out
 
 
 class DropoutProxy(nn.Module):

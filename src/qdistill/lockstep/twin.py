@@ -12,7 +12,11 @@ Proxies (``Twin`` picks them while walking the module tree):
 
 - ``nn.Linear``: one batched GEMM per call (``baddbmm`` over runs); weights stored
   transposed, ``(R, in, out)``, so their gradients come out contiguous.
-- ``nn.Conv2d``: one grouped convolution with ``groups=R`` (runs as channel groups).
+- ``nn.Conv2d``: one grouped convolution with ``groups=R`` (runs as channel groups);
+  a layer whose input needs no gradient (the first) as batched GEMMs over each run's
+  patches; big per-run batches (evaluation) one convolution per run.
+- ``nn.MaxPool2d`` (windows that do not overlap): without gradients, an elementwise
+  maximum of shifted views (same values, much faster than the pooling kernel).
 - ``nn.Dropout`` / ``nn.Dropout2d``: each run's noise drawn exactly as PyTorch's CPU
   kernel draws it in a solo run (``empty(shape).bernoulli_(1 - p)`` then
   ``div_(1 - p)``, shape ``(B, C, 1, 1)`` for Dropout2d), from the run's own
@@ -50,6 +54,7 @@ from .proxies import (
     Conv2dProxy,
     DropoutProxy,
     LinearProxy,
+    MaxPoolProxy,
     MeasurementProxy,
     PerRunProxy,
     Unsupported,
@@ -166,6 +171,8 @@ class Twin:
             w = self._stack(pre + "weight", "")
             b = self._stack(pre + "bias", "") if child.bias is not None else None
             return Conv2dProxy(self, child, w, b)
+        if type(child) is nn.MaxPool2d:
+            return MaxPoolProxy(child)
         if _tensors(child, recurse=False):
             if _random_inside(child):
                 raise Unsupported(f"random layers inside {type(child).__name__} at {full}")
