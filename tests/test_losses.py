@@ -188,3 +188,13 @@ def test_hint_distils_from_the_teachers_features_and_needs_a_linear_teacher(tmp_
     assert tuple(weights["loss.projection.weight"].shape) == (256, 16)
     with pytest.raises(QdistillError, match="no nn.Linear"):
         teacher_with_features(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU()))
+
+
+def test_the_hint_loss_leaves_no_hook_on_the_trained_student():
+    from qdistill.api import distill
+
+    res = distill("paper-v2", "mlp", "digits", classes="0-3", qubits=4, loss="hint",
+                  train_per_class=20, test_per_class=10, val_per_class=5, epochs=1,
+                  teacher_epochs=1, device="cpu")
+    assert not res.student.circuit._forward_pre_hooks
+    res.student(torch.zeros(2, *res.meta["image_shape"]))  # and it still runs

@@ -257,11 +257,15 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path | None = None,
     teacher_name = "none" if teacher is None else tmeta["arch"]
     small_cpu_batches = resolve_device(cfg.train.device).type == "cpu" and \
         cfg.train.batch_size <= 4
-    with cpu_threads(1 if small_cpu_batches else None):
-        result = fit(student, train, task.val, task.test, cfg.train, loss_fn=loss_fn,
-                     soft_targets=soft, out_dir=out_dir, run_meta=meta,
-                     desc=f"student {cfg.student.name} (teacher {teacher_name})",
-                     callbacks=callbacks)
+    try:
+        with cpu_threads(1 if small_cpu_batches else None):
+            result = fit(student, train, task.val, task.test, cfg.train, loss_fn=loss_fn,
+                         soft_targets=soft, out_dir=out_dir, run_meta=meta,
+                         desc=f"student {cfg.student.name} (teacher {teacher_name})",
+                         callbacks=callbacks)
+    finally:
+        if hasattr(loss_fn, "detach"):  # a loss that reads the student (hint)
+            loss_fn.detach()
     return student, result, meta
 
 

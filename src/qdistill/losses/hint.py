@@ -45,12 +45,21 @@ class HintKD(HintonKD):
         self.beta = beta
         self.projection: nn.Linear | None = None
         self._z: torch.Tensor | None = None
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
 
     def attach(self, student: nn.Module, circuit_inputs: int, features: int) -> None:
         """Read the student's circuit input from now on, and make the projection
         ``circuit_inputs -> features`` (before the optimiser is built)."""
-        student.circuit.register_forward_pre_hook(self._keep)
+        self.detach()
+        self._hook = student.circuit.register_forward_pre_hook(self._keep)
         self.projection = nn.Linear(circuit_inputs, features)
+
+    def detach(self) -> None:
+        """Stop reading the student's circuit input (after training: the student then
+        holds no hook and no reference to its last batch)."""
+        if self._hook is not None:
+            self._hook.remove()
+        self._hook, self._z = None, None
 
     def _keep(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self._z = args[0]
