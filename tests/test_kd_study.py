@@ -139,7 +139,8 @@ def test_figures_are_written_and_plot_the_tables_numbers(tmp_path):
     """gains.png and e2_gains.png come with table.md, and what they draw is what the
     table prints: here from hand-made rows with known accuracies."""
     from qdistill.experiments import kd_figures
-    from qdistill.experiments.kd_study import _by, _paired, write_report
+    from qdistill.experiments.kd_figures import write_report
+    from qdistill.experiments.kd_study import _by, _paired
 
     kd, pl = (0.80, 0.82, 0.84), (0.70, 0.71, 0.75)  # differences 0.10, 0.11, 0.09
     rows = [_fake(f"E1_mnist_KD+T_T4_a0.9_s{s}", kd[s]) for s in range(3)]

@@ -155,3 +155,36 @@ def test_only_filter_is_an_anchored_glob(tmp_path):
     ids = [r.run_id for r in grids.paper_v1_grid(opt)]
     kept = [i for i in ids if fnmatch.fnmatchcase(i, opt.only)]
     assert kept and all(i.startswith("mnist_") for i in kept)  # not fashion-mnist_...
+
+
+def test_one_teacher_at_two_training_lengths_gets_two_columns(tmp_path, monkeypatch):
+    """1- and 10-epoch AlexNet teachers in one grid directory: two labels, never one cell
+    (the paper's number goes with the 10-epoch teacher, as the paper trained it)."""
+    from qdistill.experiments import grids, reproduce
+
+    rows = []
+    for teacher, t_epochs, accs in (("none", None, [0.80, 0.82]), ("alexnet", 1, [0.70, 0.72]),
+                                    ("alexnet", 10, [0.90, 0.86])):
+        for seed, acc in enumerate(accs):
+            rows.append({"run_id": f"{teacher}{t_epochs}_{seed}", "grid": "", "setting": "s",
+                         "dataset": "mnist", "classes": "0-5", "qubits": 3,
+                         "student": "paper-v1", "teacher": teacher, "seed": seed,
+                         "test_acc": acc, "val_acc": acc, "best_epoch": 2,
+                         "paper_metric_best_test_acc": acc, "teacher_test_acc": 0.9,
+                         "teacher_epochs": t_epochs, "params_classical": 10,
+                         "params_quantum": 0, "seconds": 1.0,
+                         "test_acc_per_epoch": [acc, acc], "val_acc_per_epoch": [acc, acc]})
+    paper = {"s": {"none": 81.0, "alexnet": 85.0}}
+    relabelled, table = reproduce.by_teacher_epochs(rows, paper)
+    assert {r["teacher"] for r in relabelled} == {"none", "alexnet-te1", "alexnet-te10"}
+    assert table == {"s": {"none": 81.0, "alexnet-te10": 85.0}}
+    assert {r["teacher"] for r in rows} == {"none", "alexnet"}  # the rows themselves kept
+    assert reproduce.by_teacher_epochs(rows[:4], paper) == (rows[:4], paper)  # one length
+
+    monkeypatch.setitem(grids.GRIDS, "tiny", lambda opt: [])
+    monkeypatch.setitem(grids.PAPER_TABLES, "tiny", lambda: paper)
+    text = reproduce.write_report("tiny", rows, tmp_path, grids.GridOptions(), seconds=1.0)
+    gains = text.split("## KD gain")[1].split("##")[0]
+    # paired gains: te1 (0.70 - 0.80, 0.72 - 0.82) = -10.0, te10 (+10, +4) = +7.0
+    assert "-10.0" in gains and "+7.0" in gains
+    assert "alexnet-te1" in text and "alexnet-te10" in text

@@ -133,7 +133,7 @@ def _v2_paper_table() -> dict[str, dict[str, float]]:
 
 GRIDS: dict[str, Callable[[GridOptions], list[Run]]] = {
     "paper-v1": paper_v1_grid, "paper-v2": paper_v2_grid,
-    "kd-study": kd_study_grid,  # docs/kd-study.md (report: kd_study.write_report)
+    "kd-study": kd_study_grid,  # docs/kd-study.md (report: kd_figures.write_report)
 }
 PAPER_TABLES: dict[str, Callable[[], dict[str, dict[str, float]]]] = {
     "paper-v1": lambda: {_v1_setting(ds, c, q): v for (ds, c, q), v in

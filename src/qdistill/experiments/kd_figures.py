@@ -1,5 +1,6 @@
-"""The KD study's figures, written by :func:`kd_study.write_report` beside table.md and
-drawn from the same numbers (kd_study's ``_paired``, ``_by``, ``e2_pick``):
+"""The KD study's figures, written by :func:`write_report` (``reproduce kd-study``'s
+report: kd_study's tables, then these) beside table.md and drawn from the same numbers
+(kd_study's ``_paired``, ``_by``, ``e2_pick``):
 
 - ``gains.png`` (:func:`study_gains`, :func:`gains_figure`): a forest plot of the key
   paired comparisons, one panel per experiment, one header per cell: E1 every KD+T arm
@@ -34,6 +35,8 @@ from .kd_study import (
     e2_schedules,
     pl_control,
 )
+from .kd_study import write_report as write_tables
+from .plan import GridOptions
 
 Row = dict[str, Any]
 
@@ -319,3 +322,12 @@ def write_figures(rows: Sequence[Row], out: Path) -> list[Path]:
         plots.save(e2_figure(panels), out / "e2_gains.png")
         written.append(out / "e2_gains.png")
     return written
+
+
+def write_report(rows: list[Row], out: Path, opt: GridOptions, seconds: float) -> str:
+    """``reproduce kd-study``'s report: ``table.md`` and ``runs.csv``
+    (:func:`kd_study.write_report`), then ``gains.png`` and ``e2_gains.png``; returns the
+    table's text."""
+    text = write_tables(rows, out, opt, seconds)
+    write_figures(rows, out)
+    return text

@@ -403,9 +403,9 @@ REPORTS = {"E1": e1_report, "E2": e2_report, "E2S2": e2s2_report, "E3": e3_repor
 
 def write_report(rows: list[dict[str, Any]], out: Path, opt: GridOptions,
                  seconds: float) -> str:
-    """``table.md`` (every experiment present, primary comparisons first),
-    ``runs.csv`` and the figures (``gains.png``, ``e2_gains.png``: kd_figures.py) in
-    ``out``; returns the text."""
+    """``table.md`` (every experiment present, primary comparisons first) and
+    ``runs.csv`` in ``out``; returns the text. ``reproduce kd-study`` writes the figures
+    too (:func:`kd_figures.write_report`)."""
     from ..reporting import tables
 
     order = {r.run_id: i for i, r in enumerate(kd_study_grid(opt))}  # the protocol's order
@@ -423,7 +423,4 @@ def write_report(rows: list[dict[str, Any]], out: Path, opt: GridOptions,
               f"invocation: {seconds / 60:.1f} min."]
     text = "\n".join(parts) + "\n"
     (out / "table.md").write_text(text)
-    from .kd_figures import write_figures
-
-    write_figures(rows, out)
     return text

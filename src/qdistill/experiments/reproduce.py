@@ -23,7 +23,7 @@ from ..config import to_dict
 from ..errors import QdistillError, unknown_name
 from ..reporting import tables as report
 from ..students import V1_ANGLES, V1_HEADS
-from . import kd_study, paper
+from . import kd_figures, paper
 from .grids import GRIDS, PAPER_TABLES, V1_TEACHERS, GridOptions
 from .runner import run_all
 
@@ -56,7 +56,7 @@ def run_grid(grid: str, opt: GridOptions, out: Path, workers: int = 1,
 
 # A grid's own report, where it is not the paper grids' (write_report below).
 REPORTS: dict[str, Callable[[list[dict[str, Any]], Path, GridOptions, float], str]] = {
-    "kd-study": kd_study.write_report,
+    "kd-study": kd_figures.write_report,
 }
 
 
@@ -68,9 +68,9 @@ def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOpti
     # order the runs finished in; rows of other settings go last.
     order = {r.run_id: i for i, r in enumerate(GRIDS[grid](GridOptions()))}
     rows = sorted(rows, key=lambda r: (order.get(r["run_id"], len(order)), r["run_id"]))
+    rows, paper_table = by_teacher_epochs(rows, PAPER_TABLES[grid]())
     present = {r["teacher"] for r in rows}
     teachers = [t for t in V1_TEACHERS if t in present] + sorted(present - set(V1_TEACHERS))
-    paper_table = PAPER_TABLES[grid]()
     report.write_csv(rows, out / "runs.csv")
     parts = [
         f"# {grid}{' (quick)' if opt.quick else ''}: student test accuracy %",
@@ -105,6 +105,27 @@ def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOpti
     if g:
         report.plot_gains(g, paper_table, out / "gains.png")
     return text
+
+
+def by_teacher_epochs(rows: list[dict[str, Any]], paper_table: dict[str, dict[str, float]]
+                      ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Where one teacher appears with different training epochs (e.g. the same grid
+    run with 1- and 10-epoch AlexNet teachers), its rows are relabelled
+    ``"<teacher>-te<epochs>"`` so that no cell, gain or curve mixes the two; the paper's
+    number (its teachers: 10 epochs) goes to the 10-epoch label. Rows and table are
+    copies; the runs' own files keep the teacher's name."""
+    epochs: dict[str, set[Any]] = defaultdict(set)
+    for r in rows:
+        if r["teacher"] != "none":
+            epochs[r["teacher"]].add(r.get("teacher_epochs"))
+    mixed = {t for t, e in epochs.items() if len(e) > 1}
+    if not mixed:
+        return rows, paper_table
+    out = [dict(r, teacher=f"{r['teacher']}-te{r.get('teacher_epochs')}")
+           if r["teacher"] in mixed else r for r in rows]
+    table = {s: {(f"{t}-te10" if t in mixed else t): v for t, v in cells.items()}
+             for s, cells in paper_table.items()}
+    return out, table
 
 
 def _teacher_lines(rows: list[dict[str, Any]]) -> str:
