@@ -10,6 +10,7 @@ grouping. Small settings (8x8 digits, or MNIST with a few images per class for t
 paper-v1 student's 16x16 minimum) keep each test to seconds.
 """
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -200,18 +201,30 @@ def _kill_after(monkeypatch, writes: int):
 
 
 def test_killed_group_resumes_from_each_runs_checkpoint(tmp_path, monkeypatch):
-    """Killed while writing epoch 2's checkpoints (2 of 4 runs done): rerun, each run
-    resumes after its own last epoch (2 or 1), and the results are the uninterrupted
-    ones; a run resumed solo gives them too, and finished runs are not retrained."""
+    """Killed while writing epoch 2's checkpoints: every run is after epoch 1 (an epoch's
+    files are committed together); killed again with files written one at a time (2 of
+    4 runs done): rerun, each run resumes after its own last epoch (2 or 1), and the
+    results are the uninterrupted ones; a run resumed solo gives them too, and finished
+    runs are not retrained."""
     student = StudentConfig(name="paper-v2", qubits=3, reduction="crop")
     cfgs = [digits(student, t, s) for t in ("none", "mlp") for s in (0, 1)]
     whole = lockstep(cfgs, tmp_path / "whole")
+
+    def epochs():
+        return sorted(json.loads((tmp_path / f"lock{i}" / "last.json").read_text())["epoch"]
+                      for i in range(len(cfgs)))
+
     real = _kill_after(monkeypatch, len(cfgs) + 2)
     with pytest.raises(KeyboardInterrupt):
         lockstep(cfgs, tmp_path)
-    epochs = [json.loads((tmp_path / f"lock{i}" / "last.json").read_text())["epoch"]
-              for i in range(len(cfgs))]
-    assert sorted(epochs) == [1, 1, 2, 2]
+    assert epochs() == [1, 1, 1, 1]  # an epoch's files are committed together
+    # one file at a time, so that the runs stop after different epochs
+    monkeypatch.setattr(lockstep_loop, "write_epoch", real)
+    monkeypatch.setattr(lockstep_loop.checkpoint, "deferred_sync", contextlib.nullcontext)
+    _kill_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        lockstep(cfgs, tmp_path)
+    assert epochs() == [1, 1, 2, 2]
     monkeypatch.setattr(lockstep_loop, "write_epoch", real)
     # run 3 resumes solo (run_distill), the others in lockstep: either path reads the
     # other's checkpoints

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..config import to_dict
 from ..errors import QdistillError
+from ..training import checkpoint
 from ..training.evaluation import as_float, class_logits
 from ..training.fit import _epoch_order, make_adam, resolve_device
 from ..training.resume import FitResult, Progress, finish, restore, run_identity, write_epoch
@@ -274,24 +275,25 @@ def train_group(runs: list[RunState], start_epoch: int) -> None:
         val = group.evaluate("val", problems)
         test = group.evaluate("test", problems)
         seconds = round(time.perf_counter() - t0, 3)
-        for r, run in enumerate(runs):
-            if run.error is not None:
-                continue
-            if r in problems:
-                run.error = _diverged(run, problems[r], epoch)
-                twin.alive[r] = False
-                continue
-            record = {"epoch": epoch, "train_loss": losses_epoch[r] / seen,
-                      "train_acc": corrects[r] / max(1, labelled[r]), "val_acc": val[r],
-                      "test_acc": test[r], "seconds": seconds}
-            group.adam.sync(r, run.model, run.opt)
-            run.progress.add(record, run.model)
-            log.info(f"{run.prep.desc} epoch {epoch}/{cfg.epochs}: loss "
-                     f"{record['train_loss']:.4f} train {record['train_acc']:.4f} val "
-                     f"{val[r]:.4f} test {test[r]:.4f} ({seconds:.1f}s)")
-            if run.out is not None:
-                write_epoch(run.out, run.model, run.opt, run.progress, run.run_id,
-                            [run.gen.get_state()])
+        with checkpoint.deferred_sync():  # every run's files of this epoch, two syncs
+            for r, run in enumerate(runs):
+                if run.error is not None:
+                    continue
+                if r in problems:
+                    run.error = _diverged(run, problems[r], epoch)
+                    twin.alive[r] = False
+                    continue
+                record = {"epoch": epoch, "train_loss": losses_epoch[r] / seen,
+                          "train_acc": corrects[r] / max(1, labelled[r]), "val_acc": val[r],
+                          "test_acc": test[r], "seconds": seconds}
+                group.adam.sync(r, run.model, run.opt)
+                run.progress.add(record, run.model)
+                log.info(f"{run.prep.desc} epoch {epoch}/{cfg.epochs}: loss "
+                         f"{record['train_loss']:.4f} train {record['train_acc']:.4f} val "
+                         f"{val[r]:.4f} test {test[r]:.4f} ({seconds:.1f}s)")
+                if run.out is not None:
+                    write_epoch(run.out, run.model, run.opt, run.progress, run.run_id,
+                                [run.gen.get_state()])
         if all(run.error is not None for run in runs):
             break
 

@@ -6,15 +6,19 @@ any instant leaves the old or the new file, never half of one. Nothing here unpi
 safetensors holds only raw tensors and JSON only data, so a checkpoint from a stranger
 cannot run code. The JSON is written last and names the weights' SHA-256, so a weights
 file that does not belong to its metadata (a crash between the two renames, a copy
-mix-up) is detected on load.
+mix-up) is detected on load. ``deferred_sync()`` batches many such writes (a lockstep
+group's epoch) under two syncs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +60,61 @@ def check_writable_dir(path: str | Path, what: str = "output directory") -> None
                             f"entries ({exc.strerror}); choose another path") from None
 
 
+# The writes of a deferred_sync() block: (temp file, target), renamed at its end.
+_DEFERRED: contextvars.ContextVar[list[tuple[str, Path]] | None] = contextvars.ContextVar(
+    "qdistill_deferred_writes", default=None)
+
+
+@contextlib.contextmanager
+def deferred_sync() -> Iterator[None]:
+    """Batch the atomic writes of a block: each goes to its temp file, then at the end
+    of the block one ``os.sync()``, every rename (in order), one more ``os.sync()``.
+    The same guarantee as one write at a time (the old or the new file, never half of
+    one, also after a crash), for two syncs instead of two fsyncs per file: a lockstep
+    group writes 4 files per run per epoch (24 runs: 0.6-0.9 s of fsyncs against
+    0.03-0.26 s). If the block raises, none of its files is written (a run's weights
+    and the metadata naming their hash stay a pair). Nested blocks join the outer one;
+    without ``os.sync`` (Windows) every write syncs at once."""
+    if _DEFERRED.get() is not None or not hasattr(os, "sync"):
+        yield
+        return
+    writes: list[tuple[str, Path]] = []
+    token = _DEFERRED.set(writes)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in writes:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        _DEFERRED.reset(token)
+    os.sync()
+    try:
+        for tmp, path in writes:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in writes:
+            Path(tmp).unlink(missing_ok=True)  # those not renamed yet
+        raise
+    os.sync()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename (+ fsync of the dir)."""
+    """Write ``data`` to ``path`` via temp file + fsync + rename (+ fsync of the dir);
+    inside :func:`deferred_sync`, the temp file now and the rest at the block's end."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+    deferred = _DEFERRED.get()
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if deferred is not None:
+                deferred.append((tmp, path))
+                return
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -78,6 +126,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Delete the temp files of writes that a kill interrupted (``.<name>.*.tmp``:
+    written by this module only; a run's directory is written by one process)."""
+    if directory.is_dir():
+        for tmp in directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -85,6 +85,7 @@ def restore(out: Path, run_id: Any, model: nn.Module, opt: torch.optim.Optimizer
     ``rng.torch``); None when there is no checkpoint. Another run's checkpoint is
     refused."""
     last = out / "last"
+    checkpoint.remove_stale_temps(out)  # a kill mid-write (e.g. a lockstep epoch's)
     if not checkpoint.exists(last):
         return None
     tensors, meta = checkpoint.load(last)
