@@ -134,10 +134,9 @@ class MaxPoolProxy(nn.Module):
     def __init__(self, pool: nn.MaxPool2d):
         super().__init__()
         self.pool = pool
-        k, s = nn.modules.utils._pair(pool.kernel_size), nn.modules.utils._pair(
-            pool.stride or pool.kernel_size)
-        self.k = k if (k == s and nn.modules.utils._pair(pool.padding) == (0, 0)
-                       and nn.modules.utils._pair(pool.dilation) == (1, 1)
+        k, s = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
+        self.k = k if (k == s and _pair(pool.padding) == (0, 0)
+                       and _pair(pool.dilation) == (1, 1)
                        and not pool.ceil_mode and not pool.return_indices) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,6 +151,10 @@ class MaxPoolProxy(nn.Module):
                 if i or j:
                     out = torch.maximum(out, v[:, :, :, i, :, j])
         return out
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, tuple | list) else (int(v), int(v))
 
 
 class DropoutProxy(nn.Module):
