@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -69,8 +70,7 @@ def write_report(grid: str, rows: list[dict[str, Any]], out: Path, opt: GridOpti
     order = {r.run_id: i for i, r in enumerate(GRIDS[grid](GridOptions()))}
     rows = sorted(rows, key=lambda r: (order.get(r["run_id"], len(order)), r["run_id"]))
     rows, paper_table = by_teacher_epochs(rows, PAPER_TABLES[grid]())
-    present = {r["teacher"] for r in rows}
-    teachers = [t for t in V1_TEACHERS if t in present] + sorted(present - set(V1_TEACHERS))
+    teachers = sorted({r["teacher"] for r in rows}, key=_teacher_order)
     report.write_csv(rows, out / "runs.csv")
     parts = [
         f"# {grid}{' (quick)' if opt.quick else ''}: student test accuracy %",
@@ -128,6 +128,23 @@ def by_teacher_epochs(rows: list[dict[str, Any]], paper_table: dict[str, dict[st
     return out, table
 
 
+_EPOCHS_LABEL = re.compile(r"(.+)-te(\d+)")
+
+
+def _base_teacher(label: str) -> tuple[str, int]:
+    """("alexnet-te10") -> ("alexnet", 10); a label without epochs -> (label, 0)."""
+    m = _EPOCHS_LABEL.fullmatch(label)
+    return (m.group(1), int(m.group(2))) if m else (label, 0)
+
+
+def _teacher_order(label: str) -> tuple[int, str, int]:
+    """The paper's teachers in their order (each at its training lengths, shortest
+    first), then the others by name."""
+    base, epochs = _base_teacher(label)
+    known = V1_TEACHERS.index(base) if base in V1_TEACHERS else len(V1_TEACHERS)
+    return known, base, epochs
+
+
 def _teacher_lines(rows: list[dict[str, Any]]) -> str:
     seen = {}
     for r in rows:
@@ -136,7 +153,7 @@ def _teacher_lines(rows: list[dict[str, Any]]) -> str:
     lines = ["## Teachers (test accuracy %, selected on validation)", "",
              "| dataset, classes | teacher | epochs | ours | paper |", "|---|---|---|---|---|"]
     for (ds, cl, t), r in sorted(seen.items()):
-        p = paper.V1_TEACHERS.get((ds, cl), {}).get(t)
+        p = paper.V1_TEACHERS.get((ds, cl), {}).get(_base_teacher(t)[0])  # 10 epochs
         source = " (its committed record: soft targets without the weights)" \
             if r.get("teacher_recorded") else ""
         lines.append(f"| {ds} {cl or 'all'} | {t}{source} | {r['teacher_epochs']} | "
