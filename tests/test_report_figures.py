@@ -166,6 +166,12 @@ def test_one_colour_per_teacher_in_every_figure(monkeypatch, tmp_path):
     assert len(set(known)) == len(known)
     assert palette.color(USER_TEACHER) in palette.EXTRA
     assert palette.color(USER_TEACHER) == palette.color(USER_TEACHER)
+    # a teacher at two training lengths: its own colour at 10 epochs, a tint below
+    assert palette.color("alexnet-te10") == palette.color("alexnet")
+    # vermillion #D55E00 half white: 213+21, 94+80.5, 0+127.5 (halves to even)
+    assert palette.color("alexnet-te1") == "#EAAE80"
+    assert len({palette.color(f"{t}-te{e}") for t in ("alexnet", "ensemble")
+                for e in (1, 10)}) == 4
 
 
 def test_rebuild_gives_the_same_table_and_all_figures(tmp_path, monkeypatch):

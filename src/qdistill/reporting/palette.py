@@ -9,6 +9,7 @@ gets the same colour in every figure and every process.
 
 from __future__ import annotations
 
+import re
 import zlib
 
 OKABE_ITO = {
@@ -45,8 +46,21 @@ EXTRA = (OKABE_ITO["orange"], OKABE_ITO["sky blue"], "#882255", "#44AA99", "#999
 
 def color(name: str) -> str:
     """The colour of ``name`` (a teacher, ``loss:<variant>``, ``arm:<name>`` or
-    ``mark:<name>``); names not in :data:`PALETTE` get a deterministic :data:`EXTRA`."""
+    ``mark:<name>``); names not in :data:`PALETTE` get a deterministic :data:`EXTRA`.
+    A known teacher labelled with its training epochs (``alexnet-te10``, where a report
+    holds it at two lengths) keeps its colour at the paper's 10 epochs and more, and a
+    half-white tint of it when trained for fewer."""
     name = str(name)
     if name in PALETTE:
         return PALETTE[name]
+    m = re.fullmatch(r"(.+)-te(\d+)", name)
+    if m and m.group(1) in PALETTE:
+        base = PALETTE[m.group(1)]
+        return base if int(m.group(2)) >= 10 else _tint(base)
     return EXTRA[zlib.crc32(name.encode()) % len(EXTRA)]
+
+
+def _tint(hex_colour: str, white: float = 0.5) -> str:
+    """``hex_colour`` mixed with ``white`` of white."""
+    rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * white):02X}" for c in rgb)
