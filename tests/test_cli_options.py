@@ -177,23 +177,30 @@ def test_reproduce_options_map_to_the_grid(monkeypatch):
     assert (opt.head, opt.shots, opt.device) == ("paper", True, "cpu")
 
 
-# The commands of results/README.md (and docs/reproduction.md), as committed.
+# The commands of results/README.md and docs/reproduction.md, as committed: per
+# directory, every command that wrote runs there.
 TE = ["--teacher-epochs", "lenet=10,alexnet=1,ensemble=1"]
+TE10 = ["--teacher-epochs", "lenet=10,alexnet=10,ensemble=10"]
+FASHION_TE10 = ["fashion-mnist_*_alexnet-te10_*", "fashion-mnist_0-5_q3_ensemble-te10_*"]
 COMMITTED = {
-    "paper-v1": ["paper-v1", "--head", "paper", *TE],
-    "paper-v1-logprob": ["paper-v1", "--head", "logprob", *TE],
-    "paper-v1-shots": ["paper-v1", "--head", "paper", "--paper-shots", *TE,
-                       "--only", "*_q?_[nlae]*"],
-    "paper-v1-halfpi": ["paper-v1", "--head", "paper", "--angles", "half-pi", *TE,
-                        "--only", "*_q?_[nlae]*"],
-    "paper-v2": ["paper-v2"],
+    "paper-v1": [["paper-v1", "--head", "paper", *TE]]
+    + [["paper-v1", "--head", "paper", *TE10, "--only", g] for g in FASHION_TE10],
+    "paper-v1-logprob": [["paper-v1", "--head", "logprob", *TE]]
+    + [["paper-v1", "--head", "logprob", *TE10, "--only", g] for g in FASHION_TE10],
+    "paper-v1-shots": [["paper-v1", "--head", "paper", "--paper-shots", *TE,
+                        "--only", "*_q?_[nlae]*"]]
+    + [["paper-v1", "--head", "paper", "--paper-shots", *TE10, "--only", g]
+       for g in FASHION_TE10],
+    "paper-v1-halfpi": [["paper-v1", "--head", "paper", "--angles", "half-pi", *TE,
+                         "--only", "*_q?_[nlae]*"]],
+    "paper-v2": [["paper-v2"]],
 }
 
 
 @pytest.mark.parametrize("directory", sorted(COMMITTED))
 def test_committed_commands_still_find_their_runs_finished(directory, monkeypatch):
-    """With today's defaults (device auto on a CPU machine, --head, --paper-shots) each
-    committed command asks for exactly the committed runs: reproduce reuses them."""
+    """With today's defaults (device auto on a CPU machine, --head, --paper-shots) the
+    committed commands ask for exactly the committed runs: reproduce reuses them."""
     import fnmatch
     from pathlib import Path
 
@@ -203,14 +210,14 @@ def test_committed_commands_still_find_their_runs_finished(directory, monkeypatc
     from qdistill.experiments import grids, runner
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    argv = COMMITTED[directory]
-    opt = grid_options(build_parser().parse_args(["reproduce", *argv]))
     runs_dir = Path(__file__).resolve().parents[1] / "results" / directory / "runs"
-    checked = 0
-    for run in grids.GRIDS[argv[0]](opt):
-        if opt.only and not fnmatch.fnmatch(run.run_id, opt.only):
-            continue
-        if (runs_dir / run.run_id / "row.json").is_file():
-            runner._check_same_settings(runs_dir / run.run_id, run.cfg)
-            checked += 1
-    assert checked == len(list(runs_dir.glob("*/row.json"))) > 0
+    found: set[str] = set()
+    for argv in COMMITTED[directory]:
+        opt = grid_options(build_parser().parse_args(["reproduce", *argv]))
+        for run in grids.GRIDS[argv[0]](opt):
+            if opt.only and not fnmatch.fnmatch(run.run_id, opt.only):
+                continue
+            if (runs_dir / run.run_id / "row.json").is_file():
+                runner._check_same_settings(runs_dir / run.run_id, run.cfg)
+                found.add(run.run_id)
+    assert len(found) == len(list(runs_dir.glob("*/row.json"))) > 0
