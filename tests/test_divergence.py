@@ -64,16 +64,21 @@ def _assert_kept_epoch_1(out: Path) -> None:
     assert not (out / "best.safetensors").exists() and not (out / "result.json").exists()
 
 
+def _stops_in_epoch_1(tmp_path, capsys, epochs: int, message: str) -> None:
+    """The teacher command is refused with ``message`` and no checkpoint; no run
+    directory appears (one appears only with its first finished epoch)."""
+    out = tmp_path / "out"
+    argv = [*TEACHER, "--epochs", str(epochs), "--batch-size", "4096", "--out", out]
+    refused(capsys, argv, re.escape(message), "no epoch had finished, so no checkpoint")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
 def test_non_finite_loss_in_epoch_1_stops_with_no_checkpoint(tmp_path, capsys, monkeypatch,
                                                              value):
     _poison_loss(monkeypatch, value, from_call=1)
-    out = tmp_path / "out"
-    argv = [*TEACHER, "--epochs", "3", "--batch-size", "4096", "--out", out]
-    refused(capsys, argv, re.escape(f"training loss became non-finite (NaN or inf: {value})"
-                                    " in epoch 1"),
-            "no epoch had finished, so no checkpoint")
-    assert not out.exists()  # a run directory appears only with its first finished epoch
+    _stops_in_epoch_1(tmp_path, capsys, 3, f"training loss became non-finite (NaN or inf: "
+                                           f"{value}) in epoch 1")
 
 
 @pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
@@ -106,12 +111,8 @@ def test_non_finite_outputs_after_epoch_1_stop_before_its_checkpoint(tmp_path, c
     # ends with give non-finite outputs on the validation images, so epoch 1 is neither
     # checkpointed nor selected.
     _diverging_mlp(monkeypatch, value, after_steps=1)
-    out = tmp_path / "out"
-    argv = [*TEACHER, "--epochs", "2", "--batch-size", "4096", "--out", out]
-    refused(capsys, argv,
-            re.escape("the model's outputs became non-finite (NaN or inf) in epoch 1"),
-            "no epoch had finished, so no checkpoint")
-    assert not out.exists()  # a run directory appears only with its first finished epoch
+    _stops_in_epoch_1(tmp_path, capsys, 2,
+                      "the model's outputs became non-finite (NaN or inf) in epoch 1")
 
 
 @pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])

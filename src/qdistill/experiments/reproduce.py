@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 from ..config import to_dict
 from ..errors import QdistillError, unknown_name
 from ..reporting import tables as report
+from ..reporting.palette import teacher_and_epochs
 from ..students import V1_ANGLES, V1_HEADS
 from . import kd_figures, paper
 from .grids import GRIDS, PAPER_TABLES, V1_TEACHERS, GridOptions
@@ -128,19 +128,10 @@ def by_teacher_epochs(rows: list[dict[str, Any]], paper_table: dict[str, dict[st
     return out, table
 
 
-_EPOCHS_LABEL = re.compile(r"(.+)-te(\d+)")
-
-
-def _base_teacher(label: str) -> tuple[str, int]:
-    """("alexnet-te10") -> ("alexnet", 10); a label without epochs -> (label, 0)."""
-    m = _EPOCHS_LABEL.fullmatch(label)
-    return (m.group(1), int(m.group(2))) if m else (label, 0)
-
-
 def _teacher_order(label: str) -> tuple[int, str, int]:
     """The paper's teachers in their order (each at its training lengths, shortest
     first), then the others by name."""
-    base, epochs = _base_teacher(label)
+    base, epochs = teacher_and_epochs(label)
     known = V1_TEACHERS.index(base) if base in V1_TEACHERS else len(V1_TEACHERS)
     return known, base, epochs
 
@@ -153,7 +144,7 @@ def _teacher_lines(rows: list[dict[str, Any]]) -> str:
     lines = ["## Teachers (test accuracy %, selected on validation)", "",
              "| dataset, classes | teacher | epochs | ours | paper |", "|---|---|---|---|---|"]
     for (ds, cl, t), r in sorted(seen.items()):
-        p = paper.V1_TEACHERS.get((ds, cl), {}).get(_base_teacher(t)[0])  # 10 epochs
+        p = paper.V1_TEACHERS.get((ds, cl), {}).get(teacher_and_epochs(t)[0])  # 10 epochs
         source = " (its committed record: soft targets without the weights)" \
             if r.get("teacher_recorded") else ""
         lines.append(f"| {ds} {cl or 'all'} | {t}{source} | {r['teacher_epochs']} | "

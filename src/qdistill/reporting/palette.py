@@ -53,11 +53,17 @@ def color(name: str) -> str:
     name = str(name)
     if name in PALETTE:
         return PALETTE[name]
-    m = re.fullmatch(r"(.+)-te(\d+)", name)
-    if m and m.group(1) in PALETTE:
-        base = PALETTE[m.group(1)]
-        return base if int(m.group(2)) >= 10 else _tint(base)
+    base, epochs = teacher_and_epochs(name)
+    if epochs and base in PALETTE:
+        return PALETTE[base] if epochs >= 10 else _tint(PALETTE[base])
     return EXTRA[zlib.crc32(name.encode()) % len(EXTRA)]
+
+
+def teacher_and_epochs(label: str) -> tuple[str, int]:
+    """("alexnet-te10") -> ("alexnet", 10): a teacher labelled with its training
+    epochs (a report holding it at two lengths); any other name -> (name, 0)."""
+    m = re.fullmatch(r"(.+)-te(\d+)", label)
+    return (m.group(1), int(m.group(2))) if m else (label, 0)
 
 
 def _tint(hex_colour: str, white: float = 0.5) -> str:
