@@ -15,22 +15,16 @@ training several-fold.
 from __future__ import annotations
 
 import argparse
-import fnmatch
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from qdistill.cli.commands import parse_teacher_epochs
-from qdistill.config import to_dict
-from qdistill.distillation.run import resolve_teacher, teacher_config_for
-from qdistill.experiments.executors import usable_cpus
-from qdistill.experiments.grids import GridOptions, paper_v1_grid
-from qdistill.experiments.reproduce import run_grid
-from qdistill.training.tasks import build_task
+from lockstep import PAPER_RUNS, grid_runs  # benchmarks/lockstep.py, beside this script
 
-# The paper's 72 runs: every paper-v1 student, not the fully quantum extra row.
-PAPER_RUNS = "*_q?_[nlae]*"
+from qdistill.cli.commands import parse_teacher_epochs
+from qdistill.experiments.executors import usable_cpus
+from qdistill.experiments.grids import GridOptions
+from qdistill.experiments.reproduce import run_grid
 
 
 def main() -> None:
@@ -42,13 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     opt = GridOptions(teacher_epochs=parse_teacher_epochs(args.teacher_epochs), only=args.only,
                       head=args.head)
-    runs = [r for r in paper_v1_grid(opt) if fnmatch.fnmatchcase(r.run_id, args.only)]
-    seen = set()
-    for r in runs:  # teachers: cached or trained now, outside the timing
-        key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
-        if r.cfg.kd.teacher != "none" and key not in seen:
-            seen.add(key)
-            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
+    runs = grid_runs(opt)  # teachers cached first, not timed
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         run_grid("paper-v1", opt, Path(tmp), workers=args.workers)

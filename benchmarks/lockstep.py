@@ -271,14 +271,21 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def grid(opt: GridOptions, workers: int, skip_solo: bool) -> list[tuple]:
+def grid_runs(opt: GridOptions) -> list:
+    """The paper-v1 runs ``opt.only`` selects, every teacher they need cached (trained
+    now if missing: outside any timing)."""
     runs = [r for r in paper_v1_grid(opt) if fnmatch.fnmatchcase(r.run_id, opt.only)]
     seen = set()
-    for r in runs:  # teachers: cached or trained now, outside the timing
+    for r in runs:
         key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
         if r.cfg.kd.teacher != "none" and key not in seen:
             seen.add(key)
             resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
+    return runs
+
+
+def grid(opt: GridOptions, workers: int, skip_solo: bool) -> list[tuple]:
+    runs = grid_runs(opt)
     out = []
     results = {}
     for lockstep in ((True,) if skip_solo else (True, False)):
