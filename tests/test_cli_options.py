@@ -181,16 +181,17 @@ def test_reproduce_options_map_to_the_grid(monkeypatch):
 # directory, every command that wrote runs there.
 TE = ["--teacher-epochs", "lenet=10,alexnet=1,ensemble=1"]
 TE10 = ["--teacher-epochs", "lenet=10,alexnet=10,ensemble=10"]
-FASHION_TE10 = ["fashion-mnist_*_alexnet-te10_*", "fashion-mnist_*_ensemble-te10_*"]
+CELLS_TE10 = ["fashion-mnist_*_alexnet-te10_*", "fashion-mnist_*_ensemble-te10_*",
+              "mnist_0-5_*_alexnet-te10_*"]
 COMMITTED = {
     "paper-v1": [["paper-v1", "--head", "paper", *TE]]
-    + [["paper-v1", "--head", "paper", *TE10, "--only", g] for g in FASHION_TE10],
+    + [["paper-v1", "--head", "paper", *TE10, "--only", g] for g in CELLS_TE10],
     "paper-v1-logprob": [["paper-v1", "--head", "logprob", *TE]]
-    + [["paper-v1", "--head", "logprob", *TE10, "--only", g] for g in FASHION_TE10],
+    + [["paper-v1", "--head", "logprob", *TE10, "--only", g] for g in CELLS_TE10],
     "paper-v1-shots": [["paper-v1", "--head", "paper", "--paper-shots", *TE,
                         "--only", "*_q?_[nlae]*"]]
     + [["paper-v1", "--head", "paper", "--paper-shots", *TE10, "--only", g]
-       for g in FASHION_TE10],
+       for g in CELLS_TE10],
     "paper-v1-halfpi": [["paper-v1", "--head", "paper", "--angles", "half-pi", *TE,
                          "--only", "*_q?_[nlae]*"]],
     "paper-v2": [["paper-v2"]],
