@@ -31,7 +31,16 @@ from ..errors import QdistillError
 from ..training import checkpoint
 from ..training.evaluation import as_float, class_logits
 from ..training.fit import _epoch_order, make_adam, resolve_device
-from ..training.resume import FitResult, Progress, finish, restore, run_identity, write_epoch
+from ..training.resume import (
+    FitResult,
+    Progress,
+    epoch_line,
+    epoch_record,
+    finish,
+    restore,
+    run_identity,
+    write_epoch,
+)
 from .prepare import Prepared
 from .proxies import Unsupported, fold
 from .step import GroupAdam, GroupLoss
@@ -283,14 +292,12 @@ def train_group(runs: list[RunState], start_epoch: int) -> None:
                     run.error = _diverged(run, problems[r], epoch)
                     twin.alive[r] = False
                     continue
-                record = {"epoch": epoch, "train_loss": losses_epoch[r] / seen,
-                          "train_acc": corrects[r] / max(1, labelled[r]), "val_acc": val[r],
-                          "test_acc": test[r], "seconds": seconds}
+                record = epoch_record(epoch, losses_epoch[r] / seen,
+                                      corrects[r] / max(1, labelled[r]), val[r], test[r],
+                                      seconds)
                 group.adam.sync(r, run.model, run.opt)
                 run.progress.add(record, run.model)
-                log.info(f"{run.prep.desc} epoch {epoch}/{cfg.epochs}: loss "
-                         f"{record['train_loss']:.4f} train {record['train_acc']:.4f} val "
-                         f"{val[r]:.4f} test {test[r]:.4f} ({seconds:.1f}s)")
+                log.info(epoch_line(run.prep.desc, cfg.epochs, record))
                 if run.out is not None:
                     write_epoch(run.out, run.model, run.opt, run.progress, run.run_id,
                                 [run.gen.get_state()])

@@ -45,7 +45,16 @@ from ..config import TrainConfig, to_dict
 from ..errors import QdistillError
 from . import distributed
 from .evaluation import NonFiniteOutputs, as_float, class_logits, evaluate
-from .resume import FitResult, Progress, finish, restore, run_identity, write_epoch
+from .resume import (
+    FitResult,
+    Progress,
+    epoch_line,
+    epoch_record,
+    finish,
+    restore,
+    run_identity,
+    write_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -247,17 +256,11 @@ def fit(
                 f"{desc}: {problem} in epoch {epoch}{where}; lower the learning rate or "
                 "check the inputs (on a GPU, an all-zero sample under amplitude encoding "
                 "also shows up here)")
-        record = {
-            "epoch": epoch, "train_loss": train_loss,
-            "train_acc": correct.item() / max(1, labelled.item()),
-            "val_acc": val_acc, "test_acc": test_acc,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+        record = epoch_record(epoch, train_loss, correct.item() / max(1, labelled.item()),
+                              val_acc, test_acc, round(time.perf_counter() - t0, 3))
         progress.add(record, model)
         if main:
-            log.info(f"{desc} epoch {epoch}/{cfg.epochs}: loss {train_loss:.4f} "
-                f"train {record['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
-                f"({record['seconds']:.1f}s)")
+            log.info(epoch_line(desc, cfg.epochs, record))
         if out is not None:
             rng_states = distributed.gather_rng_states()  # collective: every rank calls it
             if main:

@@ -101,6 +101,21 @@ def restore(out: Path, run_id: Any, model: nn.Module, opt: torch.optim.Optimizer
     return progress, tensors
 
 
+def epoch_record(epoch: int, train_loss: float, train_acc: float, val_acc: float,
+                 test_acc: float, seconds: float) -> dict[str, Any]:
+    """One line of ``metrics.jsonl`` (a run's history), as ``fit`` and the lockstep loop
+    write it."""
+    return {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+            "val_acc": val_acc, "test_acc": test_acc, "seconds": seconds}
+
+
+def epoch_line(desc: str, epochs: int, record: dict[str, Any]) -> str:
+    """The progress log line of an epoch just finished."""
+    return (f"{desc} epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.4f} "
+            f"train {record['train_acc']:.4f} val {record['val_acc']:.4f} "
+            f"test {record['test_acc']:.4f} ({record['seconds']:.1f}s)")
+
+
 def write_epoch(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
                 progress: Progress, run_id: Any, rng_states: list[torch.Tensor],
                 loss_module: nn.Module | None = None) -> None:
