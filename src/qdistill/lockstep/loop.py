@@ -28,19 +28,10 @@ from torch import nn
 
 from ..config import to_dict
 from ..errors import QdistillError
-from ..training import checkpoint
+from ..training import checkpoint, resume
 from ..training.evaluation import as_float, class_logits
 from ..training.fit import _epoch_order, make_adam, resolve_device
-from ..training.resume import (
-    FitResult,
-    Progress,
-    epoch_line,
-    epoch_record,
-    finish,
-    restore,
-    run_identity,
-    write_epoch,
-)
+from ..training.resume import FitResult, Progress, finish, restore, run_identity, write_epoch
 from .prepare import Prepared
 from .proxies import Unsupported, fold
 from .step import GroupAdam, GroupLoss
@@ -292,12 +283,12 @@ def train_group(runs: list[RunState], start_epoch: int) -> None:
                     run.error = _diverged(run, problems[r], epoch)
                     twin.alive[r] = False
                     continue
-                record = epoch_record(epoch, losses_epoch[r] / seen,
-                                      corrects[r] / max(1, labelled[r]), val[r], test[r],
-                                      seconds)
+                record = resume.epoch_record(epoch, losses_epoch[r] / seen,
+                                             corrects[r] / max(1, labelled[r]), val[r],
+                                             test[r], seconds)
                 group.adam.sync(r, run.model, run.opt)
                 run.progress.add(record, run.model)
-                log.info(epoch_line(run.prep.desc, cfg.epochs, record))
+                log.info(resume.epoch_line(run.prep.desc, cfg.epochs, record))
                 if run.out is not None:
                     write_epoch(run.out, run.model, run.opt, run.progress, run.run_id,
                                 [run.gen.get_state()])
