@@ -106,6 +106,19 @@ def test_grid_robustness_pools_runs_per_teacher(student_run, tmp_path):
     assert "## digits 0-3, 4 qubits" in md and "| setting | none |" in md
     assert "over runs" in md and "(n=2)" in md  # two runs pooled, each averaged first
     assert paths["png"].stat().st_size > 10_000
+    # one teacher at two training lengths: two columns, never one (the runs' own files,
+    # here a student trained without a teacher, are labelled by their row.json)
+    for epochs in (1, 10):
+        dst = tmp_path / "runs" / f"digits_lenet-te{epochs}_s0"
+        shutil.copytree(run, dst)
+        (dst / "row.json").write_text(json.dumps({
+            "setting": "digits 0-3, 4 qubits", "teacher": "lenet", "teacher_epochs": epochs}))
+    for seed in (0, 1):
+        (tmp_path / "runs" / f"digits_none_s{seed}" / "row.json").write_text(json.dumps({
+            "setting": "digits 0-3, 4 qubits", "teacher": "none"}))
+    md = grid_robustness(tmp_path, [50], [], seeds=1)["md"].read_text()
+    assert "| setting | lenet-te1 - none | lenet-te10 - none |" in md
+    assert "| setting | lenet-te10 | lenet-te1 | none |" in md  # the runs' directory order
 
 
 def test_evaluate_bad_noise_is_one_line_error(student_run, capsys):

@@ -340,15 +340,23 @@ def grid_robustness(out: str | Path, shots_list: Sequence[int] = DEFAULT_SHOTS,
                     noise_list: Sequence[str] = DEFAULT_NOISE, seeds: int = 3,
                     method: str = "density") -> dict[str, Path]:
     """Every finished student of a ``qdistill reproduce`` directory (``out/runs/*``), no
-    teacher vs each teacher per grid row, written to ``out/robustness/``."""
+    teacher vs each teacher per grid row, written to ``out/robustness/``. A teacher
+    trained for two lengths in the directory is two columns (``alexnet-te1``,
+    ``alexnet-te10``), as in the grid's own tables."""
     import json
+
+    from .reproduce import by_teacher_epochs
 
     done = sorted(p.parent for p in Path(out).glob("runs/*/row.json")
                   if (p.parent / "best.json").is_file())
     if not done:
         raise QdistillError(f"no finished student runs under {out}/runs")
-    extra = {str(d): {"group": json.loads((d / "row.json").read_text())["setting"]}
-             for d in done}
+    grid_rows = [json.loads((d / "row.json").read_text()) for d in done]
+    named = [r for r in grid_rows if "teacher" in r]  # row.json of a reproduce grid
+    labels = iter(by_teacher_epochs(named, {})[0])
+    extra = {str(d): {"group": r["setting"],
+                      **({"teacher": next(labels)["teacher"]} if "teacher" in r else {})}
+             for d, r in zip(done, grid_rows, strict=True)}
     rows = robustness_rows(done, shots_list, noise_list, seeds, method, extra=extra)
     return write_robustness(rows, Path(out) / "robustness", column="teacher",
                             title=f"Robustness of the students in {Path(out).name}")
