@@ -92,3 +92,13 @@ def test_a_record_of_other_images_or_options_is_not_used(tmp_path, monkeypatch):
     (rec / "weights.json").write_text(json.dumps(weights))
     with pytest.raises(QdistillError, match="not the recorded ones"):
         find_record(tcfg)
+
+
+def test_a_committed_record_is_named_relative_to_the_checkout(tmp_path):
+    """Runs keep the record's path; a committed one reads the same in every clone."""
+    from qdistill.teachers.records import CHECKOUT, _shown, record_dirs
+
+    assert record_dirs()[0] == CHECKOUT / "results" / "teachers"
+    assert _shown(CHECKOUT / "results" / "teachers" / "alexnet-mnist-0-5") == \
+        "results/teachers/alexnet-mnist-0-5"
+    assert _shown(tmp_path / "rec") == str((tmp_path / "rec").resolve())

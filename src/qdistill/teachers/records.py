@@ -46,11 +46,21 @@ LOGITS = "logits-paper-v1.safetensors"
 STUDENT_DATA = {"train_per_class": 150, "test_per_class": 150, "val_per_class": 50}
 
 
+CHECKOUT = Path(__file__).resolve().parents[3]  # the source checkout (src/qdistill/teachers)
+
+
 def record_dirs() -> list[Path]:
     env = os.environ.get("QDISTILL_TEACHER_RECORDS")
     if env is not None:
         return [Path(p) for p in env.split(":") if p]
-    return [Path(__file__).resolve().parents[3] / "results" / "teachers"]
+    return [CHECKOUT / "results" / "teachers"]
+
+
+def _shown(d: Path) -> str:
+    """A record's path as a run's metadata keeps it: relative to the source checkout for
+    the committed records (the same string in every clone), else absolute."""
+    d = d.resolve()
+    return str(d.relative_to(CHECKOUT)) if d.is_relative_to(CHECKOUT) else str(d)
 
 
 def _digest(images: torch.Tensor) -> str:
@@ -123,7 +133,7 @@ def load_record(d: Path, task: Task) -> tuple[RecordedTeacher, dict[str, Any]]:
     meta = {k: run[k] for k in ("kind", "arch", "dataset", "classes", "class_names",
                                 "num_classes", "image_shape", "config", "config_key")}
     meta.update(weights_sha256=weights["best_safetensors_sha256"],
-                data_fingerprint=task.fingerprint(), recorded=str(d),
+                data_fingerprint=task.fingerprint(), recorded=_shown(d),
                 metrics={k: result[k] for k in ("test_acc", "val_acc", "best_epoch")})
     return RecordedTeacher(images, logits, d), meta
 
