@@ -94,9 +94,11 @@ def test_a_record_of_other_images_or_options_is_not_used(tmp_path, monkeypatch):
         find_record(tcfg)
 
 
-def test_a_committed_record_is_named_relative_to_the_checkout(tmp_path):
+def test_a_committed_record_is_named_relative_to_the_checkout(tmp_path, monkeypatch):
     """Runs keep the record's path; a committed one reads the same in every clone."""
     from qdistill.teachers.records import CHECKOUT, _shown, record_dirs
+
+    monkeypatch.delenv("QDISTILL_TEACHER_RECORDS", raising=False)
 
     assert record_dirs()[0] == CHECKOUT / "results" / "teachers"
     assert _shown(CHECKOUT / "results" / "teachers" / "alexnet-mnist-0-5") == \
