@@ -91,7 +91,7 @@ def test_evaluate_cli_writes_files(student_run, tmp_path, capsys):
     assert (out / "robustness.png").stat().st_size > 10_000
 
 
-def test_grid_robustness_pools_runs_per_teacher(student_run, tmp_path):
+def test_grid_robustness_pools_runs_per_teacher(student_run, tmp_path, caplog):
     import shutil
 
     from qdistill.experiments.robustness import grid_robustness
@@ -106,6 +106,21 @@ def test_grid_robustness_pools_runs_per_teacher(student_run, tmp_path):
     assert "## digits 0-3, 4 qubits" in md and "| setting | none |" in md
     assert "over runs" in md and "(n=2)" in md  # two runs pooled, each averaged first
     assert paths["png"].stat().st_size > 10_000
+    with open(paths["csv"], newline="") as f:
+        first = list(csv.DictReader(f))
+    exact = next(float(r["test_acc"]) for r in first if r["setting_label"] == "exact")
+    for seed in (0, 1):  # the grid's own test accuracy: the exact evaluation's
+        (tmp_path / "runs" / f"digits_none_s{seed}" / "row.json").write_text(json.dumps({
+            "setting": "digits 0-3, 4 qubits", "teacher": "none", "test_acc": exact}))
+    caplog.set_level("INFO", logger="qdistill.experiments.robustness")
+    grid_robustness(tmp_path, [50], ["depolarizing=0.01"], seeds=2)  # nothing new
+    assert "0 runs evaluated, 2 taken from robustness.csv" in caplog.text
+    with open(paths["csv"], newline="") as f:
+        assert list(csv.DictReader(f)) == first
+    (tmp_path / "runs" / "digits_none_s1" / "row.json").write_text(json.dumps({
+        "setting": "digits 0-3, 4 qubits", "teacher": "none", "test_acc": exact - 0.1}))
+    grid_robustness(tmp_path, [50], ["depolarizing=0.01"], seeds=2)  # s1 trained again
+    assert "1 runs evaluated, 1 taken from robustness.csv" in caplog.text
     # one teacher at two training lengths: two columns, never one (the runs' own files,
     # here a student trained without a teacher, are labelled by their row.json)
     for epochs in (1, 10):

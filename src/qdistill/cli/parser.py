@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--robustness", action="store_true",
                      help="then evaluate every student exact, with 100/1000/10000 shots and "
                           "under depolarizing 0.001, 0.01 and preset:ibm-heron noise (3 "
-                          "seeds) into OUT/robustness/")
+                          "seeds) into OUT/robustness/; a student already in its "
+                          "robustness.csv (same evaluations, same exact accuracy) is not "
+                          "evaluated again")
     rep.set_defaults(func=cmd_reproduce)
 
     sw = sub.add_parser(

@@ -104,27 +104,15 @@ def robustness_rows(
                             f"{test_limit}")
     if method not in METHODS:
         raise QdistillError(f"noise method must be one of {', '.join(METHODS)}, got {method!r}")
-    shots_list = parse_shots(shots_list)
-    noises = []
-    for spec in noise_list:
-        try:
-            noises.append((spec, NoiseModel.parse(spec)))
-        except ValueError as exc:
-            raise QdistillError(str(exc)) from None
-    settings: list[tuple[tuple[str, NoiseModel] | None, int | None]] = [(None, None)]
-    settings += [(None, s) for s in shots_list] + [(n, None) for n in noises]
-    settings += [(n, s) for n in noises for s in shots_list]
+    plan = _evaluations(shots_list, noise_list, seeds, method)
     names = [Path(r).name for r in run_dirs]
     rows: list[dict[str, Any]] = []
     # A progress bar over runs x settings x seeds, on a terminal only (tqdm's disable=None);
     # Each evaluation is a DEBUG line of this module's logger (evaluate --verbose).
     from tqdm.auto import tqdm
 
-    def n_seeds(noise: Any, shots: int | None) -> int:
-        return seeds if shots is not None or (noise is not None and
-                                              method == "trajectories") else 1
-    bar = tqdm(total=len(run_dirs) * sum(n_seeds(n, s) for n, s in settings),
-               desc="evaluate", unit="eval", disable=None, leave=False)
+    bar = tqdm(total=len(run_dirs) * len(plan), desc="evaluate", unit="eval", disable=None,
+               leave=False)
     for run_dir, name in zip(run_dirs, names, strict=True):
         model, meta = load_student(run_dir)
         model.to(device)
@@ -141,24 +129,45 @@ def robustness_rows(
             "train_noise": meta["student"].get("noise"), "n_test": len(labels),
             **dict((extra or {}).get(str(run_dir), {})),
         }
-        for noise, shots in settings:
-            random = shots is not None or (noise is not None and method == "trajectories")
-            for seed in range(seeds) if random else [None]:
-                t0 = time.perf_counter()
-                with noisy(model, noise[1] if noise else None, shots, seed, method,
-                           trajectories):
-                    acc = evaluate(model, images, labels)
-                rows.append(dict(base, setting_label=_label(noise and noise[0], shots),
-                                 noise=noise[0] if noise else "none", shots=shots or "exact",
-                                 seed="" if seed is None else seed,
-                                 method=method if noise else "", test_acc=acc,
-                                 seconds=round(time.perf_counter() - t0, 3)))
-                bar.update()
-                log.debug(f"{base['run']}: {rows[-1]['setting_label']} seed "
-                          f"{rows[-1]['seed']}: test {100 * acc:.2f}% "
-                          f"({rows[-1]['seconds']:.1f}s)")
+        for noise, shots, seed in plan:
+            t0 = time.perf_counter()
+            with noisy(model, noise[1] if noise else None, shots, seed, method, trajectories):
+                acc = evaluate(model, images, labels)
+            rows.append(dict(base, setting_label=_label(noise and noise[0], shots),
+                             noise=noise[0] if noise else "none", shots=shots or "exact",
+                             seed="" if seed is None else seed,
+                             method=method if noise else "", test_acc=acc,
+                             seconds=round(time.perf_counter() - t0, 3)))
+            bar.update()
+            log.debug(f"{base['run']}: {rows[-1]['setting_label']} seed {rows[-1]['seed']}: "
+                      f"test {100 * acc:.2f}% ({rows[-1]['seconds']:.1f}s)")
     bar.close()
     return rows
+
+
+Evaluation = tuple[tuple[str, NoiseModel] | None, int | None, int | None]
+
+
+def _evaluations(shots_list: Sequence[int] | str, noise_list: Sequence[str], seeds: int,
+                 method: str) -> list[Evaluation]:
+    """(noise, shots, seed) of every evaluation of one run, in order: exact, each shot
+    count, each noise model, each noise model with each shot count; settings with
+    randomness once per seed. Noise specs are all checked here, before any work."""
+    shots_list = parse_shots(shots_list)
+    noises = []
+    for spec in noise_list:
+        try:
+            noises.append((spec, NoiseModel.parse(spec)))
+        except ValueError as exc:
+            raise QdistillError(str(exc)) from None
+    settings: list[tuple[tuple[str, NoiseModel] | None, int | None]] = [(None, None)]
+    settings += [(None, s) for s in shots_list] + [(n, None) for n in noises]
+    settings += [(n, s) for n in noises for s in shots_list]
+    plan: list[Evaluation] = []
+    for noise, shots in settings:
+        random = shots is not None or (noise is not None and method == "trajectories")
+        plan += [(noise, shots, seed) for seed in (range(seeds) if random else [None])]
+    return plan
 
 
 def _cell(values: list[float]) -> str:
@@ -309,7 +318,7 @@ def write_robustness(rows: Sequence[dict[str, Any]], out: str | Path, column: st
         w.writerows(rows)
     groups = list(dict.fromkeys(r.get("group", "") for r in rows))
     methods = sorted({r["method"] for r in rows if r["method"]})
-    seeds = sorted({r["seed"] for r in rows if r["seed"] != ""})
+    seeds = {str(r["seed"]) for r in rows if r["seed"] != ""}  # rows read back: strings
     parts = [f"# {title}", "",
              "Test accuracy %, mean ± std "
              + ("over seeds of the shot sampling / trajectories" if column == "run" else
@@ -342,7 +351,12 @@ def grid_robustness(out: str | Path, shots_list: Sequence[int] = DEFAULT_SHOTS,
     """Every finished student of a ``qdistill reproduce`` directory (``out/runs/*``), no
     teacher vs each teacher per grid row, written to ``out/robustness/``. A teacher
     trained for two lengths in the directory is two columns (``alexnet-te1``,
-    ``alexnet-te10``), as in the grid's own tables."""
+    ``alexnet-te10``), as in the grid's own tables.
+
+    A run already in ``out/robustness/robustness.csv`` with exactly these evaluations is
+    not evaluated again when its exact accuracy there equals its ``row.json`` test
+    accuracy (a run trained again since is evaluated again): the evaluations are
+    deterministic, so a grid that grew by a few runs costs only those."""
     import json
 
     from .reproduce import by_teacher_epochs
@@ -354,12 +368,39 @@ def grid_robustness(out: str | Path, shots_list: Sequence[int] = DEFAULT_SHOTS,
     grid_rows = [json.loads((d / "row.json").read_text()) for d in done]
     named = [r for r in grid_rows if "teacher" in r]  # row.json of a reproduce grid
     labels = iter(by_teacher_epochs(named, {})[0])
-    extra = {str(d): {"group": r["setting"],
-                      **({"teacher": next(labels)["teacher"]} if "teacher" in r else {})}
-             for d, r in zip(done, grid_rows, strict=True)}
-    rows = robustness_rows(done, shots_list, noise_list, seeds, method, extra=extra)
+    wanted = sorted((_label(n and n[0], s), "" if seed is None else str(seed),
+                     method if n else "")
+                    for n, s, seed in _evaluations(shots_list, noise_list, seeds, method))
+    earlier = _earlier_rows(Path(out) / "robustness" / "robustness.csv")
+    rows: list[dict[str, Any]] = []
+    reused = 0
+    for d, r in zip(done, grid_rows, strict=True):
+        extra = {"group": r["setting"],
+                 **({"teacher": next(labels)["teacher"]} if "teacher" in r else {})}
+        old = earlier.get(d.name, [])
+        exact = [float(o["test_acc"]) for o in old if o["setting_label"] == "exact"]
+        if sorted((o["setting_label"], o["seed"], o["method"]) for o in old) == wanted \
+                and "test_acc" in r and exact == [float(r["test_acc"])]:
+            rows += [dict(o, **extra) for o in old]
+            reused += 1
+            continue
+        rows += robustness_rows([d], shots_list, noise_list, seeds, method,
+                                extra={str(d): extra})
+    log.info(f"robustness: {len(done) - reused} runs evaluated, {reused} taken from "
+             "robustness.csv")
     return write_robustness(rows, Path(out) / "robustness", column="teacher",
                             title=f"Robustness of the students in {Path(out).name}")
+
+
+def _earlier_rows(csv_path: Path) -> dict[str, list[dict[str, Any]]]:
+    """run name -> its rows in an earlier ``robustness.csv`` (none if there is none)."""
+    if not csv_path.is_file():
+        return {}
+    with open(csv_path, newline="") as f:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in csv.DictReader(f):
+            out.setdefault(Path(row["run_dir"]).name, []).append(row)
+    return out
 
 
 def mean_accuracy(rows: Sequence[dict[str, Any]], setting: str, run: str | None = None
