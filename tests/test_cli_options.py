@@ -182,7 +182,7 @@ def test_reproduce_options_map_to_the_grid(monkeypatch):
 TE = ["--teacher-epochs", "lenet=10,alexnet=1,ensemble=1"]
 TE10 = ["--teacher-epochs", "lenet=10,alexnet=10,ensemble=10"]
 CELLS_TE10 = ["fashion-mnist_*_alexnet-te10_*", "fashion-mnist_*_ensemble-te10_*",
-              "mnist_0-5_*_alexnet-te10_*"]
+              "mnist_0-5_*_alexnet-te10_*", "mnist_0-7_*_alexnet-te10_*"]
 COMMITTED = {
     "paper-v1": [["paper-v1", "--head", "paper", *TE]]
     + [["paper-v1", "--head", "paper", *TE10, "--only", g] for g in CELLS_TE10],
