@@ -12,13 +12,20 @@ paper-v1 students (the fully quantum row is left out: it has its own paragraph):
 A teacher trained for two lengths in one directory is two teachers here
 (``alexnet-te1``, ``alexnet-te10``), as in the tables.
 
+With ``--robustness``, from ``DIR/robustness/robustness.csv`` instead (``qdistill
+reproduce ... --robustness``): per student and setting, the accuracy each run loses
+against its own exact evaluation (mean over the evaluation seeds), in points: mean and
+range over the runs that are not at chance exactly.
+
     python scripts/grid_summary.py results/paper-v1-logprob
     python scripts/grid_summary.py results/paper-v1 results/paper-v1-halfpi --only '*_q?_[nl]*'
+    python scripts/grid_summary.py results/paper-v1-logprob --robustness
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import fnmatch
 import json
 from collections import defaultdict
@@ -78,14 +85,44 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def robustness(directory: Path) -> str:
+    path = directory / "robustness" / "robustness.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found (qdistill reproduce ... --robustness writes it)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        acc[(r["student"], r["run"], r["setting_label"])].append(100 * float(r["test_acc"]))
+    mean = {k: sum(v) / len(v) for k, v in acc.items()}
+    classes = {r["run"]: r["classes"] for r in rows}
+    out = []
+    for student in dict.fromkeys(r["student"] for r in rows):
+        runs = [run for (s, run, label) in mean if s == student and label == "exact"
+                and not collapsed({"test_acc": mean[(s, run, label)] / 100,
+                                   "classes": classes[run]})]
+        out.append(f"{student}: {len(runs)} runs not at chance")
+        for label in dict.fromkeys(r["setting_label"] for r in rows):
+            if label == "exact":
+                continue
+            loss = [mean[(student, run, "exact")] - mean[(student, run, label)] for run in runs
+                    if (student, run, label) in mean]
+            out.append(f"  {label:<34} loss mean {sum(loss) / len(loss):+.2f}, range "
+                       f"{min(loss):+.2f} to {max(loss):+.2f}, unchanged in "
+                       f"{sum(abs(x) < 1e-9 for x in loss)} of {len(loss)}")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", type=Path, help="grid directories (DIR/runs/*/row.json)")
     ap.add_argument("--only", help="run ids matching this shell pattern only")
+    ap.add_argument("--robustness", action="store_true",
+                    help="summarise DIR/robustness/robustness.csv instead")
     args = ap.parse_args(argv)
     for d in args.dirs:
         print(f"== {d}")
-        print(summary(load(d, args.only)))
+        print(robustness(d) if args.robustness else summary(load(d, args.only)))
     return 0
 
 
