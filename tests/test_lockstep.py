@@ -323,7 +323,7 @@ def test_cli_lockstep_switch(tmp_path, monkeypatch):
         (out / "table.md").write_text("table\n")
 
     monkeypatch.setattr(reproduce, "run_grid", fake_run_grid)
-    for flag, want in ((["--lockstep", "on"], True), ([], False)):
+    for flag, want in ((["--lockstep", "off"], False), ([], True)):  # on by default
         assert cli.main(["reproduce", "paper-v1", "--quick", "--out", str(tmp_path / "o"),
                          *flag]) == 0
         assert seen["lockstep"] is want

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
     rep.add_argument("--experiments", help="kd-study only: comma-separated subset of E1, "
                                            "E2, E2S2 (E2 stage 2), E3, E4 (default: all)")
-    pool_options(rep, lockstep_default="off")
+    pool_options(rep, lockstep_default="on")
     device_option(rep)
     rep.add_argument("--data-dir", help="directory of IDX files")
     rep.add_argument("--out", help="default results/<grid> (quick: runs/reproduce/...)")
