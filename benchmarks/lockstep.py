@@ -1,6 +1,6 @@
 """Benchmark: lockstep training (qdistill.lockstep) against one run at a time (not a test).
 
-Three parts, printed side by side:
+The parts, printed side by side:
 
 - ``throughput``: training steps of the paper-v1 student (MNIST 0-5, 3 qubits, the
   notebooks' head, batch 1, 3 of 4 runs distilled with the paper's loss, as in the
@@ -9,17 +9,20 @@ Three parts, printed side by side:
   not timed here.
 - ``design``: the same step with the alternative design, ``torch.func`` (stack_module_state
   + functional_call + vmap, per-run dropout masks passed in), R = 1, 12, 72.
+- ``compile`` (only when asked): the lockstep step at R = 24 with its forward + loss
+  eager and under ``torch.compile``, alternating.
 - ``grid``: the paper-v1 student grid (``qdistill reproduce paper-v1``'s 72 paper-v1
   runs, teachers cached: trained first if missing, not timed) with ``--lockstep on``
   and ``--lockstep off``, wall time and peak memory (RSS of this process and its
   workers, summed, sampled every 0.2 s), into fresh temporary directories; then the
   per-run test accuracies of the two compared.
 
-    python benchmarks/lockstep.py                      # both parts
+    python benchmarks/lockstep.py                      # design, throughput, grid
     python benchmarks/lockstep.py throughput --runs 1,8,32
     python benchmarks/lockstep.py grid --teachers none,lenet --workers 2
     python benchmarks/lockstep.py grid --shots --skip-solo
     python benchmarks/lockstep.py grid --teachers none,lenet --seeds 6 --skip-solo  # 72 runs
+    python benchmarks/lockstep.py compile              # the step under torch.compile
 
 Run it on an otherwise idle machine (batch-1 training is sensitive to any other load).
 """
@@ -122,6 +125,46 @@ def throughput(runs: list[int], steps: int, shots: int | None) -> list[tuple]:
             rows.append(("lockstep", R, 1e3 * dt, R / dt))
             print(f"  R={R}: {1e3 * dt:.2f} ms per step, {R / dt:,.0f} student-steps/s",
                   flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ compile
+def compiled(R: int, steps: int, segments: int = 3) -> list[tuple]:
+    """The lockstep step (R runs, one thread) with its forward + loss eager and under
+    ``torch.compile`` (inductor, a C++ compiler on PATH), in alternating segments of
+    ``steps`` steps; the first compiled steps (compilation) are timed apart."""
+    from qdistill.lockstep.proxies import fold
+
+    task, soft = _paper_v1_task()
+    rows = []
+    with cpu_threads(1):
+        group = Lockstep([init_run(_prepared(r, task, soft, None)) for r in range(R)])
+        group.twin.train()
+
+        def forward_loss(x, y, s):
+            return group.loss_fn(group.twin(fold(x)), y, s).sum()
+
+        fns = {"eager": forward_loss, "compiled": torch.compile(forward_loss, dynamic=False)}
+        pick = torch.Generator().manual_seed(0)
+        task_rows, run_rows = group.task[:, None], group.arange[:, None]
+
+        def run(fn, n: int) -> float:
+            t = time.perf_counter()
+            for _ in range(n):
+                idx = torch.randint(0, group.n_train, (R, 1), generator=pick)
+                loss = fn(as_float(group.x[task_rows, idx]), group.y[task_rows, idx],
+                          group.soft[run_rows, idx])
+                group.adam.zero_grad()
+                loss.backward()
+                group.adam.step()
+            return time.perf_counter() - t
+
+        rows.append(("compiled: first 3 steps (s)", R, run(fns["compiled"], 3)))
+        for _ in range(segments):
+            for name, fn in fns.items():
+                ms = 1e3 * run(fn, steps) / steps
+                rows.append((f"{name} (ms/step)", R, ms))
+                print(f"  {name}: {ms:.2f} ms per step", flush=True)
     return rows
 
 
@@ -318,7 +361,8 @@ def grid(opt: GridOptions, workers: int, skip_solo: bool) -> list[tuple]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("part", nargs="?", choices=["all", "throughput", "design", "grid"],
+    ap.add_argument("part", nargs="?",
+                    choices=["all", "throughput", "design", "grid", "compile"],
                     default="all")
     ap.add_argument("--runs", default="1,8,32,72,256", help="throughput: group sizes R")
     ap.add_argument("--steps", type=int, default=400, help="throughput: steps timed at R<=8")
@@ -336,7 +380,10 @@ def main() -> None:
     ap.add_argument("--skip-solo", action="store_true", help="grid: lockstep only")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {usable_cpus()} usable CPU(s)")
-    tp = gr = de = []
+    tp = gr = de = co = []
+    if args.part == "compile":  # not in "all": compiling takes ~30 s
+        print("compile (paper-v1 lockstep step, R = 24, one thread):")
+        co = compiled(24, 300)
     if args.part in ("all", "design"):
         print("design (paper-v1 training step, one thread):")
         de = design([1, 12, 72], args.steps)
@@ -359,6 +406,8 @@ def main() -> None:
         print("\n| runs R | ms per step | student-steps/s |\n|---|---|---|")
         for what, R, ms, rate in tp:
             print(f"| {what if what != 'lockstep' else R} | {ms:.2f} | {rate:,.0f} |")
+    for what, R, value in co:
+        print(f"| {what} | R = {R} | {value:.2f} |")
     if gr:
         print("\n| --lockstep | runs | wall time | peak memory |\n|---|---|---|---|")
         for what, n, wall, mib in gr:
