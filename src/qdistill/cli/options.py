@@ -264,19 +264,19 @@ def data_error() -> type[Exception]:
     return DataError
 
 
-def pool_options(p: argparse.ArgumentParser, lockstep_default: str) -> None:
+def pool_options(p: argparse.ArgumentParser) -> None:
     """How many runs train at once, where, and whether in lockstep (reproduce, sweep)."""
     p.add_argument("--workers", type=number(int, Range(1, 1024)),
                    help="parallel student runs (default: one per usable core); each "
                         "run gets cores/N CPU threads (with Ray: asks for cores/N CPUs)) "
                         "[1..1024]")
-    p.add_argument("--lockstep", choices=["on", "off"], default=lockstep_default,
+    p.add_argument("--lockstep", choices=["on", "off"], default="on",
                    help="on: runs that differ only in seed, teacher, T, alpha or lr train "
                         "together, one batched step for all (~4x faster; the same files "
                         "and random draws, but float rounding differs, so numbers are "
                         "another draw and a resumed group is not bit-identical: see "
                         "docs/performance.md); off: one run at a time, bit for bit "
-                        f"reproducible and resumable (default: {lockstep_default})")
+                        "reproducible and resumable (default: on)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: a pool of --workers processes (default); ray: one Ray "
                         "task per run, retried if its worker dies and resumed from its "

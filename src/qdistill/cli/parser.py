@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--datasets", help="comma-separated subset, e.g. fashion-mnist")
     rep.add_argument("--experiments", help="kd-study only: comma-separated subset of E1, "
                                            "E2, E2S2 (E2 stage 2), E3, E4 (default: all)")
-    pool_options(rep, lockstep_default="on")
+    pool_options(rep)
     device_option(rep)
     rep.add_argument("--data-dir", help="directory of IDX files")
     rep.add_argument("--out", help="default results/<grid> (quick: runs/reproduce/...)")
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, help="sweep directory (runs/, runs.csv, "
                                                 "table.md, gains.png)")
     _run_options(sw, tracking=False)  # the base config of every run
-    pool_options(sw, lockstep_default="on")
+    pool_options(sw)
     sw.set_defaults(func=cmd_sweep)
 
     exp = sub.add_parser(
