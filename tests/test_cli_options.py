@@ -177,19 +177,14 @@ def test_reproduce_options_map_to_the_grid(monkeypatch):
 
 # The commands of results/README.md and docs/reproduction.md, as committed: per
 # directory, every command that wrote runs there. Teachers train for 10 epochs (the
-# default); the Ensemble's MNIST 0-7 cells still use 1-epoch teachers (labelled -te1).
-def paper_v1(*options, only="*_q?_[nla]*"):
-    options = ("--lockstep", "off", *options)  # trained one run at a time
-    return [["paper-v1", *options, "--only", only],
-            ["paper-v1", *options, "--only", "fashion-mnist_*_ensemble*"],
-            ["paper-v1", *options, "--only", "mnist_0-5_*_ensemble*"],
-            ["paper-v1", *options, "--teacher-epochs", "ensemble=1", "--only",
-             "mnist_0-7_*_ensemble*"]]
+# default, the paper's schedule).
+def paper_v1(*options, only="*_q?_[nlae]*"):
+    return [["paper-v1", "--lockstep", "off", *options, "--only", only]]  # one at a time
 
 
 COMMITTED = {
-    "paper-v1": paper_v1("--head", "paper", only="*_q?_[nlaq]*"),
-    "paper-v1-logprob": paper_v1("--head", "logprob", only="*_q?_[nlaq]*"),
+    "paper-v1": paper_v1("--head", "paper", only="*_q?_[nlaeq]*"),
+    "paper-v1-logprob": paper_v1("--head", "logprob", only="*_q?_[nlaeq]*"),
     "paper-v1-shots": paper_v1("--head", "paper", "--paper-shots"),
     "paper-v1-halfpi": paper_v1("--head", "paper", "--angles", "half-pi"),
     "paper-v2": [["paper-v2", "--lockstep", "off"]],
