@@ -25,13 +25,13 @@ range over the runs that are not at chance exactly.
 from __future__ import annotations
 
 import argparse
-import csv
 import fnmatch
 import json
 from collections import defaultdict
 from pathlib import Path
 
 from qdistill.experiments.reproduce import by_teacher_epochs
+from qdistill.experiments.robustness import _aggregate, read_robustness
 from qdistill.reporting.tables import collapsed
 
 
@@ -89,24 +89,21 @@ def robustness(directory: Path) -> str:
     path = directory / "robustness" / "robustness.csv"
     if not path.is_file():
         raise SystemExit(f"{path}: not found (qdistill reproduce ... --robustness writes it)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for r in rows:
-        acc[(r["student"], r["run"], r["setting_label"])].append(100 * float(r["test_acc"]))
-    mean = {k: sum(v) / len(v) for k, v in acc.items()}
+    rows = read_robustness(path)
     classes = {r["run"]: r["classes"] for r in rows}
     out = []
     for student in dict.fromkeys(r["student"] for r in rows):
-        runs = [run for (s, run, label) in mean if s == student and label == "exact"
-                and not collapsed({"test_acc": mean[(s, run, label)] / 100,
-                                   "classes": classes[run]})]
+        # (setting, run) -> the run's accuracies over the evaluation seeds
+        settings, runs, cells = _aggregate([r for r in rows if r["student"] == student], "run")
+        mean = {k: 100 * sum(v) / len(v) for k, v in cells.items()}
+        runs = [run for run in runs if ("exact", run) in mean and not collapsed(
+            {"test_acc": mean[("exact", run)] / 100, "classes": classes[run]})]
         out.append(f"{student}: {len(runs)} runs not at chance")
-        for label in dict.fromkeys(r["setting_label"] for r in rows):
+        for label in settings:
             if label == "exact":
                 continue
-            loss = [mean[(student, run, "exact")] - mean[(student, run, label)] for run in runs
-                    if (student, run, label) in mean]
+            loss = [mean[("exact", run)] - mean[(label, run)] for run in runs
+                    if (label, run) in mean]
             out.append(f"  {label:<34} loss mean {sum(loss) / len(loss):+.2f}, range "
                        f"{min(loss):+.2f} to {max(loss):+.2f}, unchanged in "
                        f"{sum(abs(x) < 1e-9 for x in loss)} of {len(loss)}")

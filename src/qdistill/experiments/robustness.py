@@ -35,8 +35,8 @@ from ..quantum.noise import METHODS, NoiseModel, noisy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CSV_FIELDS", "DEFAULT_NOISE", "DEFAULT_SHOTS", "parse_shots", "robustness_rows",
-           "robustness_table", "write_robustness"]
+__all__ = ["CSV_FIELDS", "DEFAULT_NOISE", "DEFAULT_SHOTS", "parse_shots", "read_robustness",
+           "robustness_rows", "robustness_table", "write_robustness"]
 
 # What `qdistill reproduce --robustness` evaluates.
 DEFAULT_SHOTS = (100, 1000, 10000)
@@ -133,11 +133,9 @@ def robustness_rows(
             t0 = time.perf_counter()
             with noisy(model, noise[1] if noise else None, shots, seed, method, trajectories):
                 acc = evaluate(model, images, labels)
-            rows.append(dict(base, setting_label=_label(noise and noise[0], shots),
+            rows.append(dict(base, **_identity(noise, shots, seed, method),
                              noise=noise[0] if noise else "none", shots=shots or "exact",
-                             seed="" if seed is None else seed,
-                             method=method if noise else "", test_acc=acc,
-                             seconds=round(time.perf_counter() - t0, 3)))
+                             test_acc=acc, seconds=round(time.perf_counter() - t0, 3)))
             bar.update()
             log.debug(f"{base['run']}: {rows[-1]['setting_label']} seed {rows[-1]['seed']}: "
                       f"test {100 * acc:.2f}% ({rows[-1]['seconds']:.1f}s)")
@@ -146,6 +144,13 @@ def robustness_rows(
 
 
 Evaluation = tuple[tuple[str, NoiseModel] | None, int | None, int | None]
+
+
+def _identity(noise: tuple[str, NoiseModel] | None, shots: int | None, seed: int | None,
+              method: str) -> dict[str, Any]:
+    """The fields that tell one evaluation of a run from the others in its rows."""
+    return {"setting_label": _label(noise and noise[0], shots),
+            "seed": "" if seed is None else seed, "method": method if noise else ""}
 
 
 def _evaluations(shots_list: Sequence[int] | str, noise_list: Sequence[str], seeds: int,
@@ -368,9 +373,8 @@ def grid_robustness(out: str | Path, shots_list: Sequence[int] = DEFAULT_SHOTS,
     grid_rows = [json.loads((d / "row.json").read_text()) for d in done]
     named = [r for r in grid_rows if "teacher" in r]  # row.json of a reproduce grid
     labels = iter(by_teacher_epochs(named, {})[0])
-    wanted = sorted((_label(n and n[0], s), "" if seed is None else str(seed),
-                     method if n else "")
-                    for n, s, seed in _evaluations(shots_list, noise_list, seeds, method))
+    wanted = sorted(tuple(str(v) for v in _identity(*e, method).values())
+                    for e in _evaluations(shots_list, noise_list, seeds, method))
     earlier = _earlier_rows(Path(out) / "robustness" / "robustness.csv")
     rows: list[dict[str, Any]] = []
     reused = 0
@@ -392,14 +396,18 @@ def grid_robustness(out: str | Path, shots_list: Sequence[int] = DEFAULT_SHOTS,
                             title=f"Robustness of the students in {Path(out).name}")
 
 
+def read_robustness(csv_path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``robustness.csv`` written by :func:`write_robustness` (every value
+    a string, as the CSV holds it; the tables and plots here take them as they are)."""
+    with open(csv_path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _earlier_rows(csv_path: Path) -> dict[str, list[dict[str, Any]]]:
     """run name -> its rows in an earlier ``robustness.csv`` (none if there is none)."""
-    if not csv_path.is_file():
-        return {}
-    with open(csv_path, newline="") as f:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for row in csv.DictReader(f):
-            out.setdefault(Path(row["run_dir"]).name, []).append(row)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in read_robustness(csv_path) if csv_path.is_file() else []:
+        out.setdefault(Path(row["run_dir"]).name, []).append(row)
     return out
 
 

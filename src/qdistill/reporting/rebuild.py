@@ -13,7 +13,6 @@ kept (this command ran no grid). A ``robustness.csv`` (``<grid>/robustness/``, o
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from ..errors import QdistillError
 from ..experiments import grids, reproduce
 from ..experiments.robustness import _plot as plot_robustness
+from ..experiments.robustness import read_robustness
 
 
 def rebuild_grid(d: Path) -> list[Path]:
@@ -52,8 +52,7 @@ def rebuild_grid(d: Path) -> list[Path]:
 def rebuild_robustness(csv_path: Path, column: str) -> Path:
     """``robustness.png`` beside ``csv_path`` (``column``: ``teacher`` for a grid's
     robustness/, ``run`` for ``qdistill evaluate``)."""
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_robustness(csv_path)
     groups = list(dict.fromkeys(r.get("group", "") for r in rows))
     png = csv_path.with_suffix(".png")
     plot_robustness(rows, column, groups, png)
