@@ -89,7 +89,13 @@ def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch, caplog):
     table = (tmp_path / "table.md").read_text()
     assert "(paper 50.00)" in table and "mlp gain" in table
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 5
-    # A second invocation redoes nothing.
+    # A second invocation redoes nothing, its finished runs' teachers not even looked up.
+    from qdistill.experiments import runner
+
+    def no_teacher(*_args):
+        raise AssertionError("a finished run's teacher was prepared")
+
+    monkeypatch.setattr(runner, "resolve_teacher", no_teacher)
     again = reproduce.run_grid("tiny", grids.GridOptions(), tmp_path, workers=1)
     assert any("4 runs, 4 done, 0 to run" in m for m in caplog.messages)
     assert sorted(r["test_acc"] for r in again) == sorted(r["test_acc"] for r in rows)

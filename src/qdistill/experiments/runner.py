@@ -179,14 +179,7 @@ def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     with DirLock(out):
-        # 1. Teachers, one at a time in this process (cached by config across runs).
-        seen = set()
-        for r in runs:
-            key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
-            if r.cfg.kd.teacher != "none" and key not in seen:
-                seen.add(key)
-                resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
-        # 2. Students: the finished ones are read back, the rest run on the pool.
+        # 1. Finished students are read back; the rest are to run.
         rows, todo = [], []
         for r in runs:
             run_dir = out / "runs" / r.run_id
@@ -195,6 +188,16 @@ def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int
                 rows.append(json.loads((run_dir / "row.json").read_text()))
             else:
                 todo.append(r)
+        # 2. Their teachers, one at a time in this process (cached by config across
+        # runs); a finished run's teacher is not needed (a fresh clone of a committed
+        # grid would otherwise train its LeNet-5 teachers, ~2 min, for nothing).
+        seen = set()
+        for r in todo:
+            key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
+            if r.cfg.kd.teacher != "none" and key not in seen:
+                seen.add(key)
+                resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
+        # 3. Students on the pool.
         # Runs that can share a step form lockstep groups (one task each; sized to fit
         # in memory, checked here before any starts); the others run one by one.
         groups = plan_groups([(r.run_id, r.cfg) for r in todo], workers) \
