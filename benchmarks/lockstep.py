@@ -7,6 +7,9 @@ The parts, printed side by side:
   grid) for R = 1, 8, 32, 72, 256 runs in one lockstep group, in student-steps per
   second on one thread, beside a solo run's steps (``fit``'s inner loop). Evaluation is
   not timed here.
+- ``native``: the same step with the front end through the native kernel
+  (``qdistill.lockstep.native``) and through the per-layer proxies, alternating,
+  R = 1, 8, 24, 72.
 - ``design``: the same step with the alternative design, ``torch.func`` (stack_module_state
   + functional_call + vmap, per-run dropout masks passed in), R = 1, 12, 72.
 - ``compile`` (only when asked): the lockstep step at R = 24 with its forward + loss
@@ -23,6 +26,8 @@ The parts, printed side by side:
     python benchmarks/lockstep.py grid --shots --skip-solo
     python benchmarks/lockstep.py grid --teachers none,lenet --seeds 6 --skip-solo  # 72 runs
     python benchmarks/lockstep.py compile              # the step under torch.compile
+    python benchmarks/lockstep.py native               # native kernel vs proxies
+    QDISTILL_NATIVE=0 python benchmarks/lockstep.py grid ...  # the grid without it
 
 Run it on an otherwise idle machine (batch-1 training is sensitive to any other load).
 """
@@ -49,6 +54,7 @@ from qdistill.distillation.run import resolve_teacher, teacher_config_for
 from qdistill.experiments.executors import usable_cpus
 from qdistill.experiments.grids import GridOptions, paper_v1_grid
 from qdistill.experiments.reproduce import run_grid
+from qdistill.lockstep import native
 from qdistill.lockstep.loop import Lockstep, init_run
 from qdistill.lockstep.prepare import Prepared
 from qdistill.losses import KDLoss
@@ -124,6 +130,39 @@ def throughput(runs: list[int], steps: int, shots: int | None) -> list[tuple]:
             dt = (time.perf_counter() - t) / n
             rows.append(("lockstep", R, 1e3 * dt, R / dt))
             print(f"  R={R}: {1e3 * dt:.2f} ms per step, {R / dt:,.0f} student-steps/s",
+                  flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ native
+def native_ab(runs: list[int], steps: int, segments: int = 3) -> list[tuple]:
+    """The lockstep step (one thread) with the front end through the native kernel and
+    through the per-layer proxies (``QDISTILL_NATIVE=0`` while that twin is built), in
+    alternating segments of ``steps`` steps (this machine's speed drifts: only
+    interleaved timings compare)."""
+    task, soft = _paper_v1_task()
+    rows = []
+    with cpu_threads(1):
+        for R in runs:
+            groups = {}
+            for kernel in ("native", "proxies"):
+                os.environ[native.ENV_SWITCH] = "1" if kernel == "native" else "0"
+                try:
+                    groups[kernel] = Lockstep([init_run(_prepared(r, task, soft, None))
+                                               for r in range(R)])
+                finally:
+                    os.environ.pop(native.ENV_SWITCH)
+                groups[kernel].train_epoch(1, max_steps=10)  # warm-up
+            n = max(20, min(steps, int(steps * 8 / R)))
+            times: dict[str, list[float]] = {k: [] for k in groups}
+            for _ in range(segments):
+                for kernel, group in groups.items():
+                    t = time.perf_counter()
+                    group.train_epoch(2, max_steps=n)
+                    times[kernel].append(1e3 * (time.perf_counter() - t) / n)
+            a, b = statistics.median(times["native"]), statistics.median(times["proxies"])
+            rows.append((R, a, b))
+            print(f"  R={R}: native {a:.2f} ms, proxies {b:.2f} ms per step ({b / a:.2f}x)",
                   flush=True)
     return rows
 
@@ -362,7 +401,7 @@ def grid(opt: GridOptions, workers: int, skip_solo: bool) -> list[tuple]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("part", nargs="?",
-                    choices=["all", "throughput", "design", "grid", "compile"],
+                    choices=["all", "throughput", "native", "design", "grid", "compile"],
                     default="all")
     ap.add_argument("--runs", default="1,8,32,72,256", help="throughput: group sizes R")
     ap.add_argument("--steps", type=int, default=400, help="throughput: steps timed at R<=8")
@@ -380,13 +419,16 @@ def main() -> None:
     ap.add_argument("--skip-solo", action="store_true", help="grid: lockstep only")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {usable_cpus()} usable CPU(s)")
-    tp = gr = de = co = []
+    tp = gr = de = co = na = []
     if args.part == "compile":  # not in "all": compiling takes ~30 s
         print("compile (paper-v1 lockstep step, R = 24, one thread):")
         co = compiled(24, 300)
     if args.part in ("all", "design"):
         print("design (paper-v1 training step, one thread):")
         de = design([1, 12, 72], args.steps)
+    if args.part in ("all", "native"):
+        print("native kernel against the per-layer proxies (paper-v1 step, one thread):")
+        na = native_ab([1, 8, 24, 72], args.steps)
     if args.part in ("all", "throughput"):
         print("throughput (paper-v1, batch 1, one thread):")
         tp = throughput([int(r) for r in args.runs.split(",")], args.steps,
@@ -406,6 +448,11 @@ def main() -> None:
         print("\n| runs R | ms per step | student-steps/s |\n|---|---|---|")
         for what, R, ms, rate in tp:
             print(f"| {what if what != 'lockstep' else R} | {ms:.2f} | {rate:,.0f} |")
+    if na:
+        print("\n| runs R | native kernel (ms/step) | per-layer proxies (ms/step) | ratio |"
+              "\n|---|---|---|---|")
+        for R, a, b in na:
+            print(f"| {R} | {a:.2f} | {b:.2f} | {b / a:.2f}x |")
     for what, R, value in co:
         print(f"| {what} | R = {R} | {value:.2f} |")
     if gr:

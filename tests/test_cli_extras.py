@@ -69,6 +69,8 @@ def cache(tmp_path, monkeypatch):
     (root / "mnist" / "train_images.npy").write_bytes(b"x" * 5000)
     (root / "image-folders").mkdir()
     (root / "image-folders" / "f.npz").write_bytes(b"x" * 200)
+    (root / "native").mkdir()
+    (root / "native" / "lockstep-0123.so").write_bytes(b"x" * 100)
     (root / "notes").mkdir()  # not qdistill's: listed as other, never removed
     return root
 
@@ -81,20 +83,21 @@ def test_cache_list(cache, capsys):
     assert lines["teachers"][1:3] == ["1", "1.0"]  # one teacher, 1.0 kB
     assert lines["logits"][1] == "2"
     assert "data: mnist" in out and "data: image-folders" in out and "other: notes" in out
-    assert out.splitlines()[-1] == "total: 6.8 kB"
+    assert lines["native"][1:3] == ["1", "100"]
+    assert out.splitlines()[-1] == "total: 6.9 kB"
     assert main(["cache", "list", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["total_bytes"] == 1000 + 2 * 302 + 5000 + 200
+    assert doc["total_bytes"] == 1000 + 2 * 302 + 5000 + 200 + 100
     assert {e["name"]: e["kind"] for e in doc["entries"]} == {
         "teachers": "teachers", "teacher_logits": "logits", "mnist": "data",
-        "image-folders": "data", "notes": "other"}
+        "image-folders": "data", "native": "native", "notes": "other"}
 
 
 def test_cache_clear_refuses_without_yes_off_a_terminal(cache, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert main(["cache", "clear", "all"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("qdistill: error: cache clear would remove 4 item(s)")
+    assert err.startswith("qdistill: error: cache clear would remove 5 item(s)")
     assert "add --yes" in err and err.count("\n") == 1
     assert (cache / "teachers").exists() and (cache / "mnist").exists()
 
@@ -106,7 +109,7 @@ def test_cache_clear_one_kind_then_all(cache, capsys):
     assert not (cache / "teacher_logits").exists() and (cache / "teachers").exists()
     assert main(["cache", "clear", "all", "--yes"]) == 0
     out = capsys.readouterr().out
-    assert out.count("removed ") == 4 and "removed 6.2 kB in total" in out
+    assert out.count("removed ") == 5 and "removed 6.3 kB in total" in out
     assert sorted(p.name for p in cache.iterdir()) == ["notes"]
     assert main(["cache", "clear", "teachers", "--yes"]) == 0
     assert "nothing to remove" in capsys.readouterr().out

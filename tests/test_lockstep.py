@@ -21,7 +21,7 @@ import torch
 from qdistill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TrainConfig
 from qdistill.distillation.run import run_distill
 from qdistill.errors import QdistillError
-from qdistill.lockstep import lockstep_key, plan_groups, run_lockstep
+from qdistill.lockstep import lockstep_key, native, plan_groups, run_lockstep
 from qdistill.lockstep import loop as lockstep_loop
 from qdistill.training import checkpoint
 from qdistill.training.fit import cpu_threads
@@ -125,8 +125,10 @@ def assert_same_files(a: Path, b: Path):
                                       atol=WEIGHT_ATOL), k
 
 
-@pytest.mark.parametrize("shots", [None, 500], ids=["exact", "shots"])
-def test_grid_of_six_runs_matches_one_by_one(tmp_path, shots):
+@pytest.mark.parametrize("shots, kernel", [(None, "native"), (500, "native"),
+                                           (None, "proxies")],
+                         ids=["exact", "shots", "exact-proxies"])
+def test_grid_of_six_runs_matches_one_by_one(tmp_path, monkeypatch, shots, kernel):
     """The issue's equivalence test: 3 seeds x {no teacher, a teacher}, paper-v1 with
     its dropout layers, exact probabilities and finite shots.
 
@@ -139,7 +141,14 @@ def test_grid_of_six_runs_matches_one_by_one(tmp_path, shots):
     those kernels, elementwise tanh / sigmoid / exp round differently in their SIMD and
     scalar paths, and a folded batch puts a run's values at other vector positions.
     What is exact: each run's random stream (the RNG state in every checkpoint, hence
-    every dropout mask and shot draw), its data order and its Adam step count."""
+    every dropout mask and shot draw), its data order and its Adam step count.
+
+    ``kernel``: the front end through the native kernel (the default where a C compiler
+    is found, test_lockstep_native.py) or through the per-layer proxies."""
+    if kernel == "proxies":
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+    elif native.library() is None:
+        pytest.skip("no C compiler on PATH: the native kernel is not built")
     cfgs = [v1(t, s, shots) for t in ("none", "mlp") for s in (0, 1, 2)]
     alone = solo(cfgs, tmp_path)
     together = lockstep(cfgs, tmp_path)

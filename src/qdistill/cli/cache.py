@@ -11,6 +11,7 @@ $XDG_CACHE_HOME/qdistill, else ~/.cache/qdistill):
 - ``<dataset>/`` (``mnist``, ``fashion-mnist``, ``cifar10``): decoded arrays and downloads;
   ``image-folders/``: decoded image-folder datasets; ``arrays/``: arrays given in Python
   (``qdistill.distill(data=...)``). These three are the kind ``data``.
+- ``native/``: the lockstep kernel compiled for this CPU (``qdistill.lockstep.native``).
 
 Only these are listed as their kind and removed by ``clear``; anything else in the
 directory is listed as ``other`` and never removed. Everything here is rebuilt when
@@ -30,8 +31,9 @@ from typing import Any
 
 from ..errors import QdistillError
 
-KINDS = ("teachers", "logits", "data")
-_DIRS = {"teachers": "teachers", "teacher_logits": "logits", "image-folders": "data",
+KINDS = ("teachers", "logits", "data", "native")
+_DIRS = {"teachers": "teachers", "teacher_logits": "logits", "native": "native",
+         "image-folders": "data",
          "arrays": "data"}
 
 
@@ -93,7 +95,7 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
         width = max(len(f"{r['kind']}: {r['name']}") for r in rows)
         print(f"{'what':<{width}}  {'entries':>7}  {'size':>9}")
         for r in rows:
-            what = r["kind"] if r["kind"] in ("teachers", "logits") else \
+            what = r["kind"] if r["kind"] in ("teachers", "logits", "native") else \
                 f"{r['kind']}: {r['name']}"
             print(f"{what:<{width}}  {r['count']:>7}  {human(r['bytes']):>9}")
     print(f"total: {human(total)}")
@@ -133,22 +135,25 @@ def add_cache_parser(sub: Any, json_option: Callable[[argparse.ArgumentParser], 
                      ) -> None:
     """``qdistill cache list|clear`` on the subcommand table ``sub``."""
     cache = sub.add_parser(
-        "cache", help="list or clear qdistill's caches (teachers, logits, data)",
+        "cache", help="list or clear qdistill's caches (teachers, logits, data, native)",
         description="qdistill's caches, under $QDISTILL_CACHE_DIR (else "
                     "$XDG_CACHE_HOME/qdistill, else ~/.cache/qdistill): teachers/ (trained "
-                    "teachers), teacher_logits/ (their logits on a student's images) and "
-                    "data (decoded datasets and downloads, image-folders/, arrays/).")
+                    "teachers), teacher_logits/ (their logits on a student's images), "
+                    "data (decoded datasets and downloads, image-folders/, arrays/) and "
+                    "native/ (the lockstep kernel compiled for this CPU).")
     csub = cache.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
     lst = csub.add_parser("list", help="each cache: entries and size; the total")
     json_option(lst)
     lst.set_defaults(func=cmd_cache_list)
     clear = csub.add_parser(
         "clear", help="remove a cache (rebuilt when needed)",
-        description="Remove the teachers, logits or data cache, or all three; anything else "
+        description="Remove the teachers, logits, data or native cache, or all four; anything "
+                    "else "
                     "in the cache directory is kept. Prints what it removed.")
     clear.add_argument("what", choices=[*KINDS, "all"],
                        help="teachers (trained teachers) | logits (teacher logits) | data "
-                            "(decoded datasets, downloads, image folders, arrays) | all")
+                            "(decoded datasets, downloads, image folders, arrays) | native "
+                            "(the compiled lockstep kernel) | all")
     clear.add_argument("--yes", "-y", action="store_true",
                        help="do not ask (required when stdin is not a terminal)")
     clear.set_defaults(func=cmd_cache_clear)

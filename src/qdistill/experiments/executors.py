@@ -39,9 +39,11 @@ RAY_MISSING = "--executor ray needs Ray: pip install 'qdistill[ray]'"
 # up to this many times; it resumes from its last epoch checkpoint. Exceptions raised by
 # the run itself (bad settings, a NaN loss) are not retried: they would happen again.
 RAY_MAX_RETRIES = 3
-# Variables a run reads (data/cache locations, offline mode), handed to the tasks on an
-# existing cluster; a local Ray instance inherits this process's environment anyway.
-FORWARDED_ENV = ("QDISTILL_CACHE_DIR", "QDISTILL_DATA_DIR", "QDISTILL_OFFLINE")
+# Variables a run reads (data/cache locations, offline mode, the native lockstep kernel),
+# handed to the tasks on an existing cluster; a local Ray instance inherits this
+# process's environment anyway.
+FORWARDED_ENV = ("QDISTILL_CACHE_DIR", "QDISTILL_DATA_DIR", "QDISTILL_OFFLINE",
+                 "QDISTILL_NATIVE")
 
 
 class LocalExecutor:

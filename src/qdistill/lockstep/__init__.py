@@ -18,9 +18,11 @@ run's dropout masks and measurement seed come from its own ``torch.Generator`` w
 state is the solo run's global RNG state at the same point; the ``rng.torch`` saved
 in every checkpoint is identical), each epoch's data order, the soft targets, the
 number of Adam steps, the selection rule and the files' format. What is not: float
-rounding. A grouped convolution, a batched GEMM or an elementwise kernel over the
-folded batch rounds differently from the solo kernels (about 1e-7 relative per step,
-and it depends on which runs share the group and the run's place in it). Over a few
+rounding. A grouped convolution, a batched GEMM, the native front-end kernel
+(:mod:`.native`, on by default where a C compiler is found; ``QDISTILL_NATIVE=0``: off)
+or an elementwise kernel over the folded batch rounds differently from the solo
+kernels (about 1e-7 relative per step, and it depends on which runs share the group
+and the run's place in it). Over a few
 dozen steps the runs agree to ~1e-6 (``tests/test_lockstep.py``: accuracies and
 selected epochs equal, weights within 1e-5). Over hundreds of batch-1 steps they do
 not: the paper-v1 student's training is chaotic (a pre-activation at a ReLU or max-pool
@@ -203,8 +205,10 @@ def plan_groups(items: Sequence[tuple[str, DistillConfig]], workers: int = 1,
 
 
 # A lockstep step of R runs costs about (STEP_OVERHEAD + R) run-steps: a batch-1 step is
-# bound by dispatch up to a few runs, by arithmetic beyond (paper-v1, one thread: 2.21 ms
-# at R = 8, 6.05 ms at R = 32, so 0.16 ms per run + 0.93 ms; docs/performance.md).
+# bound by dispatch up to a few runs, by arithmetic beyond (paper-v1, one thread, the
+# front end in PyTorch's kernels: 2.21 ms at R = 8, 6.05 ms at R = 32, so 0.16 ms per
+# run + 0.93 ms; with the native kernel 1.29 and 3.05 ms, 0.07 ms per run + 0.70 ms,
+# about 9; the paper-v1 grid's plan is the same with 6 or 9; docs/performance.md).
 STEP_OVERHEAD = 6
 
 

@@ -164,27 +164,38 @@ class DropoutProxy(nn.Module):
         super().__init__()
         self.twin, self.p, self.feature = twin, float(p), feature
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        if p == 0 or not self.training or x.numel() == 0:
-            return x
-        if p == 1:
-            return x * torch.zeros((), dtype=x.dtype, device=x.device)
-        R = self.twin.R
-        b = x.shape[0] // R
+    def active(self) -> bool:
+        """Whether the layer changes its input (training, 0 < p)."""
+        return self.training and self.p != 0
+
+    def noise_shape(self, x_shape: torch.Size) -> tuple[int, ...]:
+        """The noise of a folded batch of shape ``x_shape``: ``(R*B, C, 1, 1)`` for
+        Dropout2d, ``x_shape`` for Dropout."""
         if self.feature:
-            if x.dim() != 4:
-                raise Unsupported(f"Dropout2d on a {x.dim()}-d input")
-            shape = (b, x.shape[1], 1, 1)
-        else:
-            shape = (b, *x.shape[1:])
-        # Each run's draw into its own rows (bernoulli_ fills a slice as it fills a new
-        # tensor of that shape), then one division for all (elementwise: the same values
-        # as each run's own div_, without R scalar-to-tensor conversions).
-        noise = torch.empty((R * b, *shape[1:]), dtype=x.dtype)
+            if len(x_shape) != 4:
+                raise Unsupported(f"Dropout2d on a {len(x_shape)}-d input")
+            return (x_shape[0], x_shape[1], 1, 1)
+        return tuple(x_shape)
+
+    def fill_noise(self, noise: torch.Tensor) -> torch.Tensor:
+        """Draw every run's noise into ``noise`` (CPU, ``noise_shape``), scaled by
+        1 / (1 - p). Each run's draw into its own rows (bernoulli_ fills a slice as it
+        fills a new tensor of that shape), then one division for all (elementwise: the
+        same values as each run's own div_, without R scalar-to-tensor conversions)."""
+        p = self.p
+        if p == 1:
+            return noise.zero_()
+        b = noise.shape[0] // self.twin.R
         for r, g in enumerate(self.twin.gens):
             noise[r * b:(r + 1) * b].bernoulli_(1 - p, generator=g)
-        noise.div_(1 - p)
+        return noise.div_(1 - p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.active() or x.numel() == 0:
+            return x
+        if self.p == 1:
+            return x * torch.zeros((), dtype=x.dtype, device=x.device)
+        noise = self.fill_noise(torch.empty(self.noise_shape(x.shape), dtype=x.dtype))
         return x * noise.to(x.device, non_blocking=True)
 
 

@@ -17,6 +17,10 @@ Proxies (``Twin`` picks them while walking the module tree):
   patches; big per-run batches (evaluation) one convolution per run.
 - ``nn.MaxPool2d`` (windows that do not overlap): without gradients, an elementwise
   maximum of shifted views (same values, much faster than the pooling kernel).
+- an ``nn.Sequential`` of Conv2d, MaxPool2d, ReLU, Dropout, Flatten and Linear (the
+  paper-v1 front end): the proxies above, run where it can (CPU, float32) by the native
+  kernel (:mod:`.native`: the whole chain's forward and backward for all runs in one C
+  call each, the dropout noise drawn as the Dropout proxy draws it).
 - ``nn.Dropout`` / ``nn.Dropout2d``: each run's noise drawn exactly as PyTorch's CPU
   kernel draws it in a solo run (``empty(shape).bernoulli_(1 - p)`` then
   ``div_(1 - p)``, shape ``(B, C, 1, 1)`` for Dropout2d), from the run's own
@@ -48,6 +52,7 @@ import torch
 from torch import nn
 
 from ..quantum.measure import Measurement
+from . import native
 from .proxies import (
     DROPOUTS,
     OTHER_RANDOM,
@@ -173,6 +178,9 @@ class Twin:
             return Conv2dProxy(self, child, w, b)
         if type(child) is nn.MaxPool2d:
             return MaxPoolProxy(child)
+        if native.supported(child) and native.library() is not None:
+            self._convert(child, pre)  # the per-layer proxies: the fallback, and the stacks
+            return native.NativeSequential(child, native.library())
         if _tensors(child, recurse=False):
             if _random_inside(child):
                 raise Unsupported(f"random layers inside {type(child).__name__} at {full}")
