@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
-import json
 import os
 import statistics
 import tempfile
@@ -49,11 +48,11 @@ from typing import Any
 import torch
 
 from qdistill.cli.commands import parse_teacher_epochs
-from qdistill.config import DataConfig, StudentConfig, TrainConfig, to_dict
-from qdistill.distillation.run import resolve_teacher, teacher_config_for
+from qdistill.config import DataConfig, StudentConfig, TrainConfig
 from qdistill.experiments.executors import usable_cpus
 from qdistill.experiments.grids import GridOptions, paper_v1_grid
 from qdistill.experiments.reproduce import run_grid
+from qdistill.experiments.runner import prepare_teachers
 from qdistill.lockstep import native
 from qdistill.lockstep.loop import Lockstep, init_run
 from qdistill.lockstep.prepare import Prepared
@@ -145,13 +144,17 @@ def native_ab(runs: list[int], steps: int, segments: int = 3) -> list[tuple]:
     with cpu_threads(1):
         for R in runs:
             groups = {}
+            before = os.environ.get(native.ENV_SWITCH)
             for kernel in ("native", "proxies"):
                 os.environ[native.ENV_SWITCH] = "1" if kernel == "native" else "0"
                 try:
                     groups[kernel] = Lockstep([init_run(_prepared(r, task, soft, None))
                                                for r in range(R)])
                 finally:
-                    os.environ.pop(native.ENV_SWITCH)
+                    if before is None:
+                        os.environ.pop(native.ENV_SWITCH)
+                    else:
+                        os.environ[native.ENV_SWITCH] = before
                 groups[kernel].train_epoch(1, max_steps=10)  # warm-up
             n = max(20, min(steps, int(steps * 8 / R)))
             times: dict[str, list[float]] = {k: [] for k in groups}
@@ -357,12 +360,7 @@ def grid_runs(opt: GridOptions) -> list:
     """The paper-v1 runs ``opt.only`` selects, every teacher they need cached (trained
     now if missing: outside any timing)."""
     runs = [r for r in paper_v1_grid(opt) if fnmatch.fnmatchcase(r.run_id, opt.only)]
-    seen = set()
-    for r in runs:
-        key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
-        if r.cfg.kd.teacher != "none" and key not in seen:
-            seen.add(key)
-            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
+    prepare_teachers(runs)
     return runs
 
 

@@ -17,10 +17,11 @@ def _load(name: str):
     return module
 
 
-@pytest.mark.parametrize("part", ["throughput", "design"])
+@pytest.mark.parametrize("part", ["throughput", "design", "native"])
 def test_lockstep_benchmark_parts_run(part):
     bench = _load("lockstep")
     rows = (bench.throughput([1, 2], steps=3, shots=None) if part == "throughput"
+            else bench.native_ab([2], steps=3, segments=1) if part == "native"
             else bench.design([2], steps=3))
     assert rows and all(value > 0 for row in rows for value in row[1:] if
                         isinstance(value, float))

@@ -156,6 +156,17 @@ def _row(run_id: str, setting: str, cfg: DistillConfig, result: Any, meta: dict[
     return row
 
 
+def prepare_teachers(runs: Sequence[Run]) -> None:
+    """Train (or find cached) every distinct teacher ``runs`` need, one at a time in
+    this process, before any student starts (the cache is keyed by teacher config)."""
+    seen = set()
+    for r in runs:
+        key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
+        if r.cfg.kd.teacher != "none" and key not in seen:
+            seen.add(key)
+            resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
+
+
 def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int = 1,
             executor: str = "local", address: str | None = None, device: str = "cpu",
             lockstep: bool = False,
@@ -188,15 +199,9 @@ def run_all(runs: Sequence[Run], out: Path, *, label: str = "runs", workers: int
                 rows.append(json.loads((run_dir / "row.json").read_text()))
             else:
                 todo.append(r)
-        # 2. Their teachers, one at a time in this process (cached by config across
-        # runs); a finished run's teacher is not needed (a fresh clone of a committed
-        # grid would otherwise train its LeNet-5 teachers, ~2 min, for nothing).
-        seen = set()
-        for r in todo:
-            key = json.dumps(to_dict(teacher_config_for(r.cfg)), sort_keys=True)
-            if r.cfg.kd.teacher != "none" and key not in seen:
-                seen.add(key)
-                resolve_teacher(r.cfg, build_task(r.cfg.data, r.cfg.train.seed))
+        # 2. Their teachers; a finished run's teacher is not needed (a fresh clone of a
+        # committed grid would otherwise train its LeNet-5 teachers, ~2 min, for nothing).
+        prepare_teachers(todo)
         # 3. Students on the pool.
         # Runs that can share a step form lockstep groups (one task each; sized to fit
         # in memory, checked here before any starts); the others run one by one.
