@@ -59,45 +59,55 @@ static inline void add_row(float *restrict d, const float *restrict s, int64_t n
     switch (n) { SHORTS(d[i] += s[i]) default: for (int64_t i = 0; i < n; i++) d[i] += s[i]; }
 }
 
-/* out (M, P) = bias + W (M, K) cols (K, P), in tiles of 2 rows x 64 outputs: 8
- * independent accumulators in vector registers over the whole k loop (GCC/Clang vector
- * extensions; 16-wide with AVX-512, split into narrower registers elsewhere). With one
- * row x 32 outputs the loop waited on the adds' latency (2 chains) and ran 2x slower;
- * as a float array GCC kept the accumulators on the stack (3x slower). */
-typedef float v16 __attribute__((vector_size(64)));
+/* The widest vector the target has (-march=native): 16 floats with AVX-512, 8 with
+ * AVX, 4 elsewhere (SSE, NEON). GCC/Clang vector extensions; wider than the hardware,
+ * GCC splits them badly (64-byte vectors on AVX2 ran the forward 8x slower). */
+#if defined(__AVX512F__)
+#define VW 16
+#elif defined(__AVX__)
+#define VW 8
+#else
+#define VW 4
+#endif
+typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 
-static inline v16 load16(const float *p) {
-    v16 v;
+static inline vf loadv(const float *p) {
+    vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
+/* out (M, P) = bias + W (M, K) cols (K, P), in tiles of 2 rows x 4 vectors of outputs:
+ * 8 independent accumulators in registers over the whole k loop. With one row x 2
+ * vectors the loop waited on the adds' latency and ran 2x slower; as a float array GCC
+ * kept the accumulators on the stack (3x slower). */
+#define TILE (4 * VW)
 static inline __attribute__((always_inline)) void tile(
         const float *restrict w, int64_t rows, const float *restrict bias,
         const float *restrict cols, float *restrict out, int64_t K, int64_t P, int64_t p0) {
-    v16 a[2][4];
+    vf a[2][4];
     for (int r = 0; r < 2; r++)
-        for (int v = 0; v < 4; v++) a[r][v] = (bias ? bias[r < rows ? r : 0] : 0.0f) - (v16){0};
+        for (int v = 0; v < 4; v++) a[r][v] = (bias ? bias[r < rows ? r : 0] : 0.0f) - (vf){0};
     for (int64_t k = 0; k < K; k++) {
         const float *c = cols + k * P + p0;
-        v16 c0 = load16(c), c1 = load16(c + 16), c2 = load16(c + 32), c3 = load16(c + 48);
+        vf c0 = loadv(c), c1 = loadv(c + VW), c2 = loadv(c + 2 * VW), c3 = loadv(c + 3 * VW);
         float w0 = w[k], w1 = w[(rows > 1) * K + k];
         a[0][0] += w0 * c0; a[0][1] += w0 * c1; a[0][2] += w0 * c2; a[0][3] += w0 * c3;
         a[1][0] += w1 * c0; a[1][1] += w1 * c1; a[1][2] += w1 * c2; a[1][3] += w1 * c3;
     }
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < 4; v++) memcpy(out + r * P + p0 + 16 * v, &a[r][v], sizeof(v16));
+        for (int v = 0; v < 4; v++) memcpy(out + r * P + p0 + VW * v, &a[r][v], sizeof(vf));
 }
 
 static void gemm_bias(const float *restrict W, const float *restrict bias,
                       const float *restrict cols, float *restrict out, int64_t M, int64_t K,
                       int64_t P) {
-    int64_t tiled = P - P % 64;
+    int64_t tiled = P - P % TILE;
     for (int64_t m = 0; m < M; m += 2) {
         int64_t rows = M - m < 2 ? M - m : 2;
-        for (int64_t p0 = 0; p0 < tiled; p0 += 64)
+        for (int64_t p0 = 0; p0 < tiled; p0 += TILE)
             tile(W + m * K, rows, bias ? bias + m : NULL, cols, out + m * P, K, P, p0);
-        for (int64_t r = m; r < m + rows && tiled < P; r++) {  /* the last P % 64 */
+        for (int64_t r = m; r < m + rows && tiled < P; r++) {  /* the last P % TILE */
             float *o = out + r * P + tiled;
             for (int64_t p = 0; p < P - tiled; p++) o[p] = bias ? bias[r] : 0.0f;
             for (int64_t k = 0; k < K; k++) axpy(o, W[r * K + k], cols + k * P + tiled, P - tiled);
@@ -106,23 +116,23 @@ static void gemm_bias(const float *restrict W, const float *restrict bias,
 }
 
 /* C (M, N) = A (M, P) B (N, P)^T, every dot product of a row of A with a row of B: 2 x 4
- * of them at a time in 8 vector accumulators, then the 16 lanes and the last P % 16
- * terms summed in a fixed order. */
+ * of them at a time in 8 vector accumulators, then the lanes and the last P % VW terms
+ * summed in a fixed order. */
 static void gemm_nt(const float *restrict A, const float *restrict B, float *restrict C,
                     int64_t M, int64_t N, int64_t P) {
-    int64_t Pv = P - P % 16;
+    int64_t Pv = P - P % VW;
     for (int64_t m = 0; m < M; m += 2)
         for (int64_t n = 0; n < N; n += 4) {
             const float *a[2], *b[4];
             for (int i = 0; i < 2; i++) a[i] = A + (m + i < M ? m + i : m) * P;
             for (int j = 0; j < 4; j++) b[j] = B + (n + j < N ? n + j : n) * P;
-            v16 acc[2][4];
+            vf acc[2][4];
             for (int i = 0; i < 2; i++)
-                for (int j = 0; j < 4; j++) acc[i][j] = (v16){0};
-            for (int64_t p = 0; p < Pv; p += 16) {
-                v16 x0 = load16(a[0] + p), x1 = load16(a[1] + p);
+                for (int j = 0; j < 4; j++) acc[i][j] = (vf){0};
+            for (int64_t p = 0; p < Pv; p += VW) {
+                vf x0 = loadv(a[0] + p), x1 = loadv(a[1] + p);
                 for (int j = 0; j < 4; j++) {
-                    v16 y = load16(b[j] + p);
+                    vf y = loadv(b[j] + p);
                     acc[0][j] += x0 * y;
                     acc[1][j] += x1 * y;
                 }
@@ -130,7 +140,7 @@ static void gemm_nt(const float *restrict A, const float *restrict B, float *res
             for (int i = 0; i < 2 && m + i < M; i++)
                 for (int j = 0; j < 4 && n + j < N; j++) {
                     float s = 0;
-                    for (int l = 0; l < 16; l++) s += acc[i][j][l];
+                    for (int l = 0; l < VW; l++) s += acc[i][j][l];
                     for (int64_t p = Pv; p < P; p++) s += a[i][p] * b[j][p];
                     C[(m + i) * N + n + j] = s;
                 }
