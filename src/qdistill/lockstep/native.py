@@ -35,6 +35,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -47,7 +48,7 @@ import torch
 from torch import nn
 
 from ..data.core import cache_dir
-from .proxies import Conv2dProxy, DropoutProxy, LinearProxy, MaxPoolProxy
+from .proxies import Conv2dProxy, DropoutProxy, LinearProxy, MaxPoolProxy, _pair
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +165,6 @@ def supported(seq: nn.Module) -> bool:
     return any(type(m) in (nn.Conv2d, nn.Linear) for m in seq)
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, tuple | list) else (int(v), int(v))
-
-
 class Plan:
     """The chain laid out for one per-sample input shape and training mode: the
     ``Layer`` array, where each output lives, the scratch sizes, the stacked tensors in
@@ -182,6 +179,7 @@ class Plan:
         self.lib, self.n = lib, len(layers)
         self.array = (Layer * self.n)(*layers)
         self.dropouts = dropouts  # (DropoutProxy, per-sample input shape)
+        self.dropout_at = [i for i, L in enumerate(layers) if L.kind == DROPOUT]
         self.act_total, self.idx_total, self.out_shape = act_total, idx_total, out_shape
         self.params, self.slots = params, slots  # slots: (layer, "gweight" / "gbias")
         self.R = params[0].shape[0]
@@ -199,17 +197,17 @@ class Plan:
         params: list[torch.Tensor] = []
         slots: list[tuple[int, str]] = []
         act = idx = cols = 0
-        largest = _numel(shape)
+        largest = math.prod(shape)
         for mod in proxies:
             if isinstance(mod, nn.Flatten):
-                shape = (_numel(shape),)
+                shape = (math.prod(shape),)
                 continue
             if isinstance(mod, DropoutProxy) and not mod.active():
                 continue
             if len(shape) not in (1, 3):
                 return None
             c, h, w = (*shape, 1, 1)[:3]
-            L = Layer(c=c, h=h, w=w, in_size=_numel(shape))
+            L = Layer(c=c, h=h, w=w, in_size=math.prod(shape))
             if isinstance(mod, Conv2dProxy):
                 oc, ci, kh, kw = mod.weight.shape[1:]
                 if len(shape) != 3 or ci != c or kh > h or kw > w:
@@ -240,7 +238,7 @@ class Plan:
                 dropouts.append((mod, shape))
             else:
                 return None
-            L.out_size = _numel(shape)
+            L.out_size = math.prod(shape)
             largest = max(largest, L.out_size)
             L.act_off, act = act, act + L.out_size
             if L.kind == POOL:
@@ -281,17 +279,8 @@ class Plan:
 
     def point(self, noises: list[torch.Tensor]) -> None:
         """Aim the dropout layers at ``noises`` (one call's)."""
-        it = iter(noises)
-        for i in range(self.n):
-            if self.array[i].kind == DROPOUT:
-                self.array[i].noise = next(it).data_ptr()
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
+        for i, noise in zip(self.dropout_at, noises, strict=True):
+            self.array[i].noise = noise.data_ptr()
 
 
 class NativeChain(torch.autograd.Function):

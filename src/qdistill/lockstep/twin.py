@@ -178,9 +178,10 @@ class Twin:
             return Conv2dProxy(self, child, w, b)
         if type(child) is nn.MaxPool2d:
             return MaxPoolProxy(child)
-        if native.supported(child) and native.library() is not None:
+        lib = native.library() if native.supported(child) else None
+        if lib is not None:
             self._convert(child, pre)  # the per-layer proxies: the fallback, and the stacks
-            return native.NativeSequential(child, native.library())
+            return native.NativeSequential(child, lib)
         if _tensors(child, recurse=False):
             if _random_inside(child):
                 raise Unsupported(f"random layers inside {type(child).__name__} at {full}")
